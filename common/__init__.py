@@ -1,0 +1,1 @@
+"""Pieces every stage shares: typed errors, atomic writes, the model input spec."""

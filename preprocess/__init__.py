@@ -1,0 +1,1 @@
+"""preprocess: CoNLL file -> .bin inputs, .anno labels and an .index.jsonl (see README)."""

@@ -1,0 +1,1 @@
+"""train: fine-tune a local BERT-family checkpoint for NER on CoNLL files."""

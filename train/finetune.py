@@ -1,0 +1,264 @@
+"""Fine-tune a local checkpoint for token classification on CoNLL files.
+
+python -m train.finetune --base minilm --train_file train.txt --valid_file valid.txt --output_dir models/x
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.errors import UserError, handle_errors
+from preprocess.conll import read_conll
+
+from . import checkpoint
+from .data import IGNORE_INDEX, bucketed_batches, collate, encode, filter_types, label_list
+
+
+@dataclass
+class TrainConfig:
+    base: str
+    train_file: Path
+    valid_file: Path
+    output_dir: Path
+    test_file: Path | None = None
+    epochs: int = 3
+    lr: float = 1e-4
+    batch_size: int = 32
+    max_seq_len: int = 256
+    seed: int = 42
+    labels: tuple[str, ...] | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_steps: int | None = None
+    save_fp16: bool = False
+    overwrite: bool = False
+    threads: int | None = None
+    command: str = ""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    losses: list[float] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    test: dict | None = None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def evaluate(model, examples, id2label, batch_size=64, input_names=("input_ids", "attention_mask")):
+    """seqeval precision/recall/F1 (default, conlleval-compatible mode) at first sub-tokens."""
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
+    model.eval()
+    gold, pred = [], []
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            inputs, labels = collate(examples, idx, pad_id=0)
+            logits = model(**{k: v for k, v in inputs.items() if k in input_names}).logits
+            best = logits.argmax(-1)
+            for row in range(len(idx)):
+                keep = labels[row] != IGNORE_INDEX
+                gold.append([id2label[int(t)] for t in labels[row][keep]])
+                pred.append([id2label[int(t)] for t in best[row][keep]])
+    report = classification_report(gold, pred, output_dict=True, zero_division=0)
+    per_type = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
+                    "support": int(v["support"])}
+                for k, v in report.items() if not k.endswith("avg")}
+    return {"precision": precision_score(gold, pred), "recall": recall_score(gold, pred),
+            "f1": f1_score(gold, pred), "per_type": per_type}
+
+
+def finetune(cfg: TrainConfig) -> TrainResult:
+    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, \
+        get_linear_schedule_with_warmup
+
+    base_dir = checkpoint.resolve_base(cfg.base)
+    checkpoint.check_output_dir(cfg.output_dir, cfg.overwrite)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train_sents = read_conll(cfg.train_file)
+    valid_sents = read_conll(cfg.valid_file)
+    test_sents = read_conll(cfg.test_file) if cfg.test_file else None
+    if cfg.labels:
+        train_sents = filter_types(train_sents, cfg.labels, cfg.train_file)
+        valid_sents = filter_types(valid_sents, cfg.labels, cfg.valid_file)
+        if test_sents is not None:
+            test_sents = filter_types(test_sents, cfg.labels, cfg.test_file)
+    labels = label_list(train_sents, cfg.labels)
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    for sents, path in ((valid_sents, cfg.valid_file), (test_sents, cfg.test_file)):
+        unknown = {t for s in (sents or []) for t in s.tags} - set(labels)
+        if unknown:
+            raise UserError(f"{path}: tags {sorted(unknown)} do not occur in the train file")
+
+    _seed_everything(cfg.seed)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    except Exception as err:  # noqa: BLE001 - any load failure means "not a usable checkpoint"
+        raise UserError(f"{base_dir}: cannot load its tokenizer ({type(err).__name__})") from None
+    if not tokenizer.is_fast:
+        raise UserError(f"{base_dir}: needs a fast tokenizer (tokenizer.json) for word alignment")
+    config = AutoConfig.from_pretrained(base_dir, num_labels=len(labels), id2label=id2label,
+                                        label2id=label2id)
+    model = AutoModelForTokenClassification.from_pretrained(base_dir, config=config,
+                                                            dtype=torch.float32)
+    input_names = tuple(tokenizer.model_input_names)
+
+    train_ex = encode(tokenizer, train_sents, label2id, cfg.max_seq_len)
+    valid_ex = encode(tokenizer, valid_sents, label2id, cfg.max_seq_len)
+    test_ex = encode(tokenizer, test_sents, label2id, cfg.max_seq_len) if test_sents else None
+
+    steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+         "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
+         "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+
+    result = TrainResult(output_dir=cfg.output_dir)
+    best_state, best_f1, step = None, -1.0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        batches = bucketed_batches(train_ex, cfg.batch_size, seed=cfg.seed + epoch)
+        started = time.time()
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", dynamic_ncols=True)
+        for indices in bar:
+            inputs, gold = collate(train_ex, indices, tokenizer.pad_token_id or 0)
+            out = model(**{k: v for k, v in inputs.items() if k in input_names}, labels=gold)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.losses.append(float(out.loss))
+            step += 1
+            bar.set_postfix(loss=f"{np.mean(result.losses[-50:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if step >= total_steps:
+                break
+        bar.close()
+        metrics = evaluate(model, valid_ex, id2label, input_names=input_names)
+        metrics.update(epoch=epoch, minutes=round((time.time() - started) / 60, 2),
+                       train_loss=float(np.mean(result.losses[-steps_per_epoch:])))
+        result.epochs.append(metrics)
+        click.echo(f"epoch {epoch}: valid P {metrics['precision']:.4f} R {metrics['recall']:.4f} "
+                   f"F1 {metrics['f1']:.4f} ({metrics['minutes']} min)", err=True)
+        if metrics["f1"] > best_f1:
+            best_f1, result.best_epoch = metrics["f1"], epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if step >= total_steps:
+            break
+
+    model.load_state_dict(best_state)
+    if test_ex:
+        result.test = evaluate(model, test_ex, id2label, input_names=input_names)
+        click.echo(f"test (best epoch {result.best_epoch}): F1 {result.test['f1']:.4f}", err=True)
+
+    def write(folder: Path):
+        to_save = model.half() if cfg.save_fp16 else model
+        to_save.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        (folder / "MODEL_CARD.md").write_text(_model_card(cfg, base_dir, result, labels), encoding="utf-8")
+
+    checkpoint.save_atomically(cfg.output_dir, write)
+    return result
+
+
+def _fmt(x):
+    return f"{x:.4f}"
+
+
+def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -> str:
+    files = [("train", cfg.train_file), ("valid", cfg.valid_file)]
+    if cfg.test_file:
+        files.append(("test", cfg.test_file))
+    lines = [
+        f"# {cfg.output_dir.name}", "",
+        "Token-classification (NER) model fine-tuned with this project's `train.finetune`.", "",
+        "## Command", "", "```", cfg.command or "(called from Python)", "```", "",
+        "## Base", "", f"`{cfg.base}` → `{base_dir}`", "",
+        "## Data (sha256)", "",
+    ]
+    lines += [f"- {name}: `{Path(path).name}` `{checkpoint.sha256_of(path)}`" for name, path in files]
+    lines += ["", "Valid is used only to pick the best epoch; test only to report.", "",
+              f"## Labels\n\n{', '.join(labels)}", "",
+              "## Settings", "",
+              f"epochs {cfg.epochs}, lr {cfg.lr}, batch {cfg.batch_size}, max_seq_len {cfg.max_seq_len}, "
+              f"warm-up {cfg.warmup_ratio}, weight decay {cfg.weight_decay}, seed {cfg.seed}, "
+              f"weights saved as {'float16' if cfg.save_fp16 else 'float32'}", "",
+              "## Validation per epoch (seqeval, entity-level micro)", "",
+              "| epoch | train loss | precision | recall | F1 | minutes |", "|---|---|---|---|---|---|"]
+    for m in result.epochs:
+        lines.append(f"| {m['epoch']} | {m['train_loss']:.4f} | {_fmt(m['precision'])} | {_fmt(m['recall'])} "
+                     f"| {_fmt(m['f1'])} | {m['minutes']} |")
+    lines += ["", f"Best epoch: {result.best_epoch} (kept).", ""]
+    if result.test:
+        t = result.test
+        lines += ["## Test (PyTorch, seqeval)", "",
+                  f"precision {_fmt(t['precision'])}, recall {_fmt(t['recall'])}, F1 {_fmt(t['f1'])}", "",
+                  "| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for etype, m in sorted(t["per_type"].items()):
+            lines.append(f"| {etype} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {m['support']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--base", required=True, help="Local checkpoint folder, or 'minilm' for all-MiniLM-L6-v2.")
+@click.option("--train_file", required=True, type=click.Path(path_type=Path))
+@click.option("--valid_file", required=True, type=click.Path(path_type=Path))
+@click.option("--test_file", type=click.Path(path_type=Path), default=None,
+              help="Scored once with the best epoch, for the model card; never used to choose.")
+@click.option("--output_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--batch_size", default=32, show_default=True)
+@click.option("--max_seq_len", default=256, show_default=True)
+@click.option("--seed", default=42, show_default=True)
+@click.option("--labels", default=None, help="Comma-separated entity types to keep, e.g. PER,LOC,ORG,MISC.")
+@click.option("--warmup_ratio", default=0.1, show_default=True)
+@click.option("--weight_decay", default=0.01, show_default=True)
+@click.option("--max_steps", default=None, type=int, help="Stop after this many optimizer steps.")
+@click.option("--save_fp16", is_flag=True, help="Store the weights as float16 (half the size).")
+@click.option("--overwrite", is_flag=True, help="Replace a model already in --output_dir.")
+@click.option("--threads", default=None, type=int, help="torch intra-op threads (default: torch's choice).")
+@handle_errors
+def main(**kwargs):
+    """Fine-tune a checkpoint for NER and write an HF checkpoint folder with a MODEL_CARD.md."""
+    labels = kwargs.pop("labels")
+    cfg = TrainConfig(**kwargs, labels=tuple(t.strip() for t in labels.split(",") if t.strip()) if labels else None,
+                      command="python -m train.finetune " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    result = finetune(cfg)
+    click.echo(f"saved {cfg.output_dir} (best epoch {result.best_epoch}, "
+               f"valid F1 {result.epochs[result.best_epoch - 1]['f1']:.4f})")
+
+
+if __name__ == "__main__":
+    main()
