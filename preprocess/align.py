@@ -1,0 +1,100 @@
+"""Words -> model samples with the model's own fast tokenizer, and the map back.
+
+A sentence whose word pieces do not fit `seq_len` is split into overlapping windows of word pieces
+(never truncated). Each word is scored exactly once: in the window where its first sub-token has
+the most context on its nearer side.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One model input row (unpadded) and the words it is responsible for."""
+
+    sentence: int
+    input_ids: tuple[int, ...]
+    scored: tuple[tuple[int, int], ...]  # (word id in sentence, token position of its first sub-token)
+
+    @property
+    def tokens(self) -> int:
+        return len(self.input_ids)
+
+
+def _specials(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a single sequence ([CLS] / [SEP] for BERT)."""
+    enc = tokenizer(["x"], is_split_into_words=True)
+    word_ids = enc.word_ids()
+    first = next(i for i, w in enumerate(word_ids) if w is not None)
+    last = max(i for i, w in enumerate(word_ids) if w is not None)
+    ids = enc["input_ids"]
+    return ids[:first], ids[last + 1:]
+
+
+class Aligner:
+    """Turns a sentence's words into Samples of at most `seq_len` tokens."""
+
+    def __init__(self, tokenizer, seq_len: int, overlap: int | None = None):
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("a fast tokenizer (tokenizer.json) is needed for word alignment")
+        self.tokenizer = tokenizer
+        self.prefix, self.suffix = _specials(tokenizer)
+        self.seq_len = seq_len
+        self.content = seq_len - len(self.prefix) - len(self.suffix)
+        if self.content < 2:
+            raise ValueError(f"seq_len {seq_len} leaves no room for words")
+        self.overlap = self.content // 2 if overlap is None else overlap
+        if not 0 <= self.overlap < self.content:
+            raise ValueError(f"window overlap {self.overlap} must be in [0, {self.content})")
+
+    def word_pieces(self, words) -> tuple[list[int], list[int]]:
+        """Token ids without special tokens, and the first-sub-token index of each word.
+
+        A word the tokenizer turns into nothing (e.g. a lone zero-width character) becomes the
+        unknown token, so that every word keeps a position and a label."""
+        words = list(words)
+        enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+        word_ids = enc.word_ids()
+        present = set(word_ids)
+        if len(present) < len(words):
+            words = [w if i in present else self.tokenizer.unk_token for i, w in enumerate(words)]
+            enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+            word_ids = enc.word_ids()
+        first = {}
+        for pos, w in enumerate(word_ids):
+            first.setdefault(w, pos)
+        return list(enc["input_ids"]), [first[i] for i in range(len(words))]
+
+    def window_starts(self, n_tokens: int) -> list[int]:
+        if n_tokens <= self.content:
+            return [0]
+        step = self.content - self.overlap
+        starts = list(range(0, n_tokens - self.content, step))
+        starts.append(n_tokens - self.content)
+        return starts
+
+    def samples(self, sentence_id: int, words) -> list[Sample]:
+        ids, first_pos = self.word_pieces(words)
+        starts = self.window_starts(len(ids))
+        chosen: dict[int, list[tuple[int, int]]] = {s: [] for s in starts}
+        for word, pos in enumerate(first_pos):
+            best = max((s for s in starts if s <= pos < s + self.content),
+                       key=lambda s: min(pos - s, s + self.content - 1 - pos))
+            chosen[best].append((word, pos - best + len(self.prefix)))
+        out = []
+        for start in starts:
+            body = ids[start:start + self.content]
+            out.append(Sample(sentence_id, tuple(self.prefix + body + self.suffix), tuple(chosen[start])))
+        return out
+
+
+def words_to_labels(samples, logits_by_sample, num_words_by_sentence, id2label):
+    """The inverse of Aligner.samples: per-token logits -> one label per word (pure).
+
+    `logits_by_sample[i]` is a (tokens, labels) array for samples[i]. Returns {sentence: [label,...]}."""
+    out = {s: [None] * n for s, n in num_words_by_sentence.items()}
+    for sample, logits in zip(samples, logits_by_sample):
+        for word, pos in sample.scored:
+            out[sample.sentence][word] = id2label[int(logits[pos].argmax())]
+    return out

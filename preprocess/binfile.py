@@ -1,0 +1,88 @@
+"""Write samples as the ModelZoo's .bin folders, the .anno labels and the .index.jsonl map."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+INDEX_FORMAT = "ner-index/1"
+
+
+@dataclass(frozen=True)
+class BinSet:
+    """Paths of one preprocess run."""
+
+    bin_dir: Path
+    anno_file: Path
+    index_file: Path
+    input_names: tuple[str, ...]
+
+    def input_dirs(self) -> list[Path]:
+        return [self.bin_dir / name for name in self.input_names]
+
+
+def bucket_for(tokens: int, buckets) -> int:
+    return next(b for b in buckets if b >= tokens)
+
+
+def pad_row(sample, length: int, pad_id: int, input_names) -> dict[str, np.ndarray]:
+    """One sample as (1, length) int64 arrays per model input."""
+    n = sample.tokens
+    arrays = {
+        "input_ids": np.full((1, length), pad_id, dtype=np.int64),
+        "attention_mask": np.zeros((1, length), dtype=np.int64),
+        "token_type_ids": np.zeros((1, length), dtype=np.int64),
+    }
+    arrays["input_ids"][0, :n] = sample.input_ids
+    arrays["attention_mask"][0, :n] = 1
+    return {name: arrays[name] for name in input_names}
+
+
+def write_binset(save_dir: Path, stamp: str, samples, sentence_labels, header: dict, pad_id: int,
+                 lengths, input_names, progress=None) -> BinSet:
+    """Everything goes to temporary names first; the folder, then .anno, then .index are renamed
+    into place, so an interrupted run leaves nothing that looks finished."""
+    save_dir.mkdir(parents=True, exist_ok=True)
+    name = f"bert_bin_{stamp}"
+    final = BinSet(save_dir / name, save_dir / f"{name}.anno", save_dir / f"{name}.index.jsonl",
+                   tuple(input_names))
+    for path in (final.bin_dir, final.anno_file, final.index_file):
+        if path.exists():
+            raise FileExistsError(path)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=save_dir))
+    try:
+        for input_name in input_names:
+            (tmp_dir / input_name).mkdir()
+        index_lines = [json.dumps(header)]
+        for i, (sample, length) in enumerate(zip(samples, lengths)):
+            for input_name, array in pad_row(sample, length, pad_id, input_names).items():
+                # little-endian int64, C order, no header: what ais_bench and ATC expect
+                array.astype("<i8").tofile(tmp_dir / input_name / f"{input_name}_{i}_{i}.bin")
+            index_lines.append(json.dumps({"sample": i, "sentence": sample.sentence, "length": length,
+                                           "tokens": sample.tokens,
+                                           "words": [list(p) for p in sample.scored]}))
+            if progress:
+                progress.update(1)
+        anno_tmp = save_dir / f".{name}.anno.tmp"
+        anno_tmp.write_text("".join(f"{sid} {' '.join(map(str, ids))}\n" for sid, ids in sentence_labels),
+                            encoding="utf-8")
+        index_tmp = save_dir / f".{name}.index.tmp"
+        index_tmp.write_text("\n".join(index_lines) + "\n", encoding="utf-8")
+        tmp_dir.chmod(0o755)
+        # the index goes last: its presence marks a finished run
+        os.replace(tmp_dir, final.bin_dir)
+        os.replace(anno_tmp, final.anno_file)
+        os.replace(index_tmp, final.index_file)
+    except BaseException:
+        if not final.index_file.exists():
+            shutil.rmtree(final.bin_dir, ignore_errors=True)
+            for path in (final.anno_file, save_dir / f".{name}.anno.tmp", save_dir / f".{name}.index.tmp"):
+                path.unlink(missing_ok=True)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return final

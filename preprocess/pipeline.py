@@ -1,0 +1,81 @@
+"""CoNLL file + checkpoint -> BinSet: read, check labels, align, window, bucket, write."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common.errors import InputFileError, UserError
+from common.model_spec import read_model_spec
+
+from .align import Aligner
+from .binfile import BinSet, INDEX_FORMAT, bucket_for, write_binset
+from .conll import read_conll
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except Exception as err:  # noqa: BLE001 - any failure here means the folder lacks a usable tokenizer
+        raise InputFileError(model_dir, f"cannot load its tokenizer ({type(err).__name__}: {err})") from None
+    if not tokenizer.is_fast:
+        raise InputFileError(model_dir, "has no fast tokenizer (tokenizer.json), needed for word alignment")
+    return tokenizer
+
+
+def parse_buckets(text: str | None, seq_len: int) -> list[int] | None:
+    """'32,64,128' -> [32, 64, 128, seq_len]: seq_len is always the last bucket so every sample fits."""
+    if not text:
+        return None
+    try:
+        buckets = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise UserError(f"--buckets {text!r}: expected comma-separated integers, e.g. 32,64,128") from None
+    if not buckets or buckets[0] < 8:
+        raise UserError(f"--buckets {text!r}: buckets must be at least 8")
+    if buckets[-1] > seq_len:
+        raise UserError(f"--buckets {text!r}: bucket {buckets[-1]} is longer than --seq_len {seq_len}")
+    if buckets[-1] != seq_len:
+        buckets.append(seq_len)
+    return buckets
+
+
+def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: str | None = None,
+                overlap: int | None = None, stamp: str | None = None, show_progress: bool = True) -> BinSet:
+    input_file, model_dir, save_dir = Path(input_file), Path(model_dir), Path(save_dir)
+    spec = read_model_spec(model_dir)
+    if not 8 <= seq_len <= spec.max_positions:
+        raise UserError(f"--seq_len {seq_len}: must be between 8 and the model's {spec.max_positions} positions")
+    bucket_list = parse_buckets(buckets, seq_len)
+    sentences = read_conll(input_file)
+
+    # every data tag must be one the model knows; name the first line that breaks this
+    for sentence in sentences:
+        for tag, line in zip(sentence.tags, sentence.lines):
+            if tag not in spec.label2id:
+                raise InputFileError(input_file, f"tag {tag!r} is not a label of the model "
+                                                 f"(model labels: {', '.join(sorted(spec.label2id))})", line=line)
+
+    tokenizer = load_tokenizer(model_dir)
+    try:
+        aligner = Aligner(tokenizer, seq_len, overlap)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    samples = []
+    for sid, sentence in enumerate(tqdm(sentences, desc="tokenize", unit="sent", disable=not show_progress)):
+        samples.extend(aligner.samples(sid, sentence.words))
+    lengths = [bucket_for(s.tokens, bucket_list) if bucket_list else seq_len for s in samples]
+
+    header = {"format": INDEX_FORMAT, "id2label": {str(k): v for k, v in sorted(spec.id2label.items())},
+              "input_names": list(spec.input_names), "seq_len": seq_len, "buckets": bucket_list,
+              "num_samples": len(samples), "num_sentences": len(sentences),
+              "num_words": sum(len(s) for s in sentences), "source": str(input_file.resolve()),
+              "model_dir": str(model_dir.resolve())}
+    labels = [(sid, [spec.label2id[t] for t in s.tags]) for sid, s in enumerate(sentences)]
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
+    with tqdm(total=len(samples), desc="write .bin", unit="sample", disable=not show_progress) as bar:
+        return write_binset(save_dir, stamp, samples, labels, header, tokenizer.pad_token_id or 0,
+                            lengths, spec.input_names, progress=bar)
