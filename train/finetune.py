@@ -84,8 +84,9 @@ def evaluate(model, examples, id2label, batch_size=64, input_names=("input_ids",
     per_type = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
                     "support": int(v["support"])}
                 for k, v in report.items() if not k.endswith("avg")}
-    return {"precision": precision_score(gold, pred), "recall": recall_score(gold, pred),
-            "f1": f1_score(gold, pred), "per_type": per_type}
+    return {"precision": precision_score(gold, pred, zero_division=0),
+            "recall": recall_score(gold, pred, zero_division=0),
+            "f1": f1_score(gold, pred, zero_division=0), "per_type": per_type}
 
 
 def finetune(cfg: TrainConfig) -> TrainResult:
@@ -119,10 +120,11 @@ def finetune(cfg: TrainConfig) -> TrainResult:
         raise UserError(f"{base_dir}: cannot load its tokenizer ({type(err).__name__})") from None
     if not tokenizer.is_fast:
         raise UserError(f"{base_dir}: needs a fast tokenizer (tokenizer.json) for word alignment")
-    config = AutoConfig.from_pretrained(base_dir, num_labels=len(labels), id2label=id2label,
-                                        label2id=label2id)
-    model = AutoModelForTokenClassification.from_pretrained(base_dir, config=config,
-                                                            dtype=torch.float32)
+    config = AutoConfig.from_pretrained(base_dir)
+    config.id2label, config.label2id = id2label, label2id
+    # a base that is already a token classifier with another label set gets a fresh head
+    model = AutoModelForTokenClassification.from_pretrained(base_dir, config=config, dtype=torch.float32,
+                                                            ignore_mismatched_sizes=True)
     input_names = tuple(tokenizer.model_input_names)
 
     train_ex = encode(tokenizer, train_sents, label2id, cfg.max_seq_len)
@@ -158,7 +160,7 @@ def finetune(cfg: TrainConfig) -> TrainResult:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            result.losses.append(float(out.loss))
+            result.losses.append(out.loss.item())
             step += 1
             bar.set_postfix(loss=f"{np.mean(result.losses[-50:]):.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if step >= total_steps:

@@ -1,0 +1,119 @@
+"""train.finetune: a few real steps on real sentences, label filtering, and its errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from preprocess.conll import read_conll
+from train.data import encode, filter_types, label_list
+from train.finetune import TrainConfig, finetune, main as finetune_cli
+
+
+def write_slice(src: Path, dst: Path, n_lines: int) -> Path:
+    lines = src.read_text(encoding="utf-8").splitlines()[:n_lines]
+    dst.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def slices(conll, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("slices")
+    return (write_slice(conll / "train.txt", folder / "train.txt", 1500),
+            write_slice(conll / "valid.txt", folder / "valid.txt", 400))
+
+
+@pytest.fixture(scope="module")
+def trained(slices, tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "model"
+    cfg = TrainConfig(base=str(tiny_model_dir), train_file=slices[0], valid_file=slices[1], output_dir=out,
+                      epochs=2, lr=3e-3, batch_size=8, seed=7, warmup_ratio=0.05)
+    return finetune(cfg)
+
+
+def test_loss_falls_and_the_output_is_an_ordinary_checkpoint(trained):
+    losses = trained.losses
+    assert len(losses) >= 20
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    model = AutoModelForTokenClassification.from_pretrained(trained.output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(trained.output_dir)
+    assert model.config.id2label[0] == "O"
+    assert set(model.config.label2id) == {"O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"}
+    assert tokenizer.is_fast
+    card = (trained.output_dir / "MODEL_CARD.md").read_text()
+    assert "sha256" in card and "| 1 |" in card and "| 2 |" in card
+
+
+def test_same_seed_gives_the_same_model(slices, tiny_model_dir, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        cfg = TrainConfig(base=str(tiny_model_dir), train_file=slices[0], valid_file=slices[1],
+                          output_dir=tmp_path / name, epochs=1, lr=1e-3, batch_size=8, seed=3, max_steps=6)
+        runs.append(finetune(cfg).losses)
+    assert runs[0] == runs[1]
+
+
+def test_labels_filter_turns_other_types_into_o(conll, tiny_model_dir):
+    sentences = read_conll(conll / "train.txt")[:300]
+    kept = filter_types(sentences, ("PER", "LOC"), "train.txt")
+    assert label_list(kept, ("PER", "LOC")) == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    changed = 0
+    for before, after in zip(sentences, kept):
+        for b, a in zip(before.tags, after.tags):
+            if b[2:] in ("PER", "LOC"):
+                assert a == b
+            else:
+                assert a == "O"
+                changed += b != "O"
+    assert changed > 50  # the slice really had ORG / MISC entities to drop
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    label2id = {l: i for i, l in enumerate(label_list(kept, ("PER", "LOC")))}
+    examples = encode(tokenizer, kept, label2id, 128)
+    seen = {l for e in examples for l in e.labels if l >= 0}
+    assert seen == set(label2id.values())
+
+
+def test_labels_option_trains_a_four_label_subset(slices, tiny_model_dir, tmp_path):
+    result = CliRunner().invoke(finetune_cli, [
+        "--base", str(tiny_model_dir), "--train_file", str(slices[0]), "--valid_file", str(slices[1]),
+        "--output_dir", str(tmp_path / "m"), "--epochs", "1", "--max_steps", "3", "--labels", "PER,ORG"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert sorted(config["label2id"]) == ["B-ORG", "B-PER", "I-ORG", "I-PER", "O"]
+
+
+def _run(args):
+    result = CliRunner().invoke(finetune_cli, args)
+    return result.exit_code, result.output.strip()
+
+
+def test_errors_are_one_line(slices, tiny_model_dir, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    common = ["--valid_file", str(slices[1]), "--epochs", "1", "--max_steps", "1"]
+
+    code, out = _run(["--base", str(tiny_model_dir), "--train_file", str(empty), "--output_dir", str(tmp_path / "o1")] + common)
+    assert code == 1 and "empty.txt: holds no sentences" in out and "\n" not in out
+
+    not_ckpt = tmp_path / "not_a_model"
+    not_ckpt.mkdir()
+    (not_ckpt / "notes.txt").write_text("hello")
+    code, out = _run(["--base", str(not_ckpt), "--train_file", str(slices[0]), "--output_dir", str(tmp_path / "o2")] + common)
+    assert code == 1 and "not_a_model: is not a Hugging Face checkpoint" in out and "\n" not in out
+
+    code, out = _run(["--base", str(tiny_model_dir), "--train_file", str(slices[0]), "--output_dir", str(tmp_path / "o3"),
+                      "--labels", "PER,DATE"] + common)
+    assert code == 1 and "--labels names DATE, which the data does not have" in out and "\n" not in out
+
+    code, out = _run(["--base", str(tiny_model_dir), "--train_file", str(slices[0]),
+                      "--output_dir", str(tiny_model_dir)] + common)
+    assert code == 1 and "already holds a model; pass --overwrite" in out and "\n" not in out
+    assert not any((tmp_path / d).exists() for d in ("o1", "o2", "o3"))
