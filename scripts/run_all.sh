@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The whole ModelZoo flow through its entry points, on ONNX Runtime:
+#   bin_create.py -> convert.export -> fix_onnx.py -> (onnxsim + convert_om.sh --dry-run) -> infer -> bert_metric.py
+# Usage: bash scripts/run_all.sh [--model_dir DIR] [--input_file FILE] [--work_dir DIR]
+#                                [--seq_len 512] [--buckets 32,64,128,256,512] [--batchsize 32]
+#                                [--soc_version Ascend310P3]
+# With no arguments: the project's default model on CoNLL-2003 test ($NER_DATA_DIR/test.txt, default
+# ../shared/data/conll2003/test.txt), else on samples/sample.conll. A rerun with the same --work_dir
+# reuses finished stages (inputs, ONNX graphs, inference outputs) instead of redoing them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+
+model_dir=""; input_file=""; work_dir=""; seq_len=512; buckets="32,64,128,256,512"; batchsize=32
+soc_version="Ascend310P3"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model_dir) model_dir="$2"; shift 2 ;;
+    --input_file) input_file="$2"; shift 2 ;;
+    --work_dir) work_dir="$2"; shift 2 ;;
+    --seq_len) seq_len="$2"; shift 2 ;;
+    --buckets) buckets="$2"; shift 2 ;;
+    --batchsize) batchsize="$2"; shift 2 ;;
+    --soc_version) soc_version="$2"; shift 2 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+[ -n "$model_dir" ] || model_dir="models/minilm-l6-conll03"
+if [ -z "$input_file" ]; then
+  input_file="${NER_DATA_DIR:-../shared/data/conll2003}/test.txt"
+  [ -f "$input_file" ] || { echo "note: $input_file not found; using samples/sample.conll" >&2; input_file="samples/sample.conll"; }
+fi
+[ -d "$model_dir" ] || { echo "error: $model_dir: model folder does not exist" >&2; exit 1; }
+[ -f "$input_file" ] || { echo "error: $input_file: file does not exist" >&2; exit 1; }
+[ -n "$work_dir" ] || work_dir="runs/$(basename "$model_dir")-$(basename "${input_file%.*}")-$seq_len"
+mkdir -p "$work_dir"
+echo "model: $model_dir   data: $input_file   work dir: $work_dir"
+
+stage() { echo; echo "== $* =="; }
+started=$(date +%s.%N)
+
+stage "1/6 preprocess: bin_create.py"
+index=$(ls -t "$work_dir"/bert_bin/bert_bin_*.index.jsonl 2>/dev/null | head -n1 || true)
+if [ -z "$index" ]; then
+  python bin_create.py --input_file "$input_file" --model_name_from_hub "$model_dir" \
+    --save_dir "$work_dir/bert_bin" --seq_len "$seq_len" ${buckets:+--buckets "$buckets"}
+  index=$(ls -t "$work_dir"/bert_bin/bert_bin_*.index.jsonl | head -n1)
+else
+  echo "reusing $index"
+fi
+stem="${index%.index.jsonl}"
+inputs=$(python -c "import json,sys; h=json.loads(open(sys.argv[1]).readline()); print(','.join(sys.argv[2]+'/'+n for n in h['input_names']))" "$index" "$stem")
+
+stage "2/6 export: python -m convert.export"
+[ -f "$work_dir/model.onnx" ] || python -m convert.export --model_dir "$model_dir" --output "$work_dir/model.onnx"
+[ -f "$work_dir/model.onnx" ] && echo "$work_dir/model.onnx"
+
+stage "3/6 graph fix: fix_onnx.py"
+[ -f "$work_dir/model_fix.onnx" ] || python fix_onnx.py "$work_dir/model.onnx" "$work_dir/model_fix.onnx"
+echo "$work_dir/model_fix.onnx"
+
+stage "4/6 for Ascend: onnxsim (static ${batchsize}x$seq_len) + convert_om.sh --dry-run"
+static="$work_dir/model_bs${batchsize}_seq${seq_len}_sim.onnx"
+[ -f "$static" ] || python -m convert.simplify --input "$work_dir/model_fix.onnx" --output "$static" \
+  --batch_size "$batchsize" --seq_len "$seq_len"
+bash convert_om.sh --model "$work_dir/model_fix.onnx" --bs "$batchsize" --seq_len "$seq_len" \
+  --soc_version "$soc_version" ${buckets:+--buckets "$buckets"} --output "$work_dir/model_om" --dry-run
+
+stage "5/6 inference: python -m infer (ONNX Runtime)"
+infer_started=$(date +%s.%N)
+python -m infer --model "$work_dir/model_fix.onnx" --input "$inputs" --output "$work_dir/result" \
+  --outfmt NPY --batchsize "$batchsize"
+infer_seconds=$(python -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$infer_started" "$(date +%s.%N)")
+result_dir=$(ls -td "$work_dir"/result/*/ | head -n1)
+
+stage "6/6 score: bert_metric.py"
+python bert_metric.py --result_dir "$result_dir" --anno_file "$stem.anno" \
+  --predictions "$work_dir/predictions.txt"
+
+python scripts/summarize_run.py --result_dir "$result_dir" --work_dir "$work_dir" \
+  --infer_seconds "$infer_seconds" --total_seconds "$(python -c "import sys,time; print(time.time()-float(sys.argv[1]))" "$started")"
