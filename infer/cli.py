@@ -1,0 +1,64 @@
+"""`python -m infer`: ais_bench's command line over the ORT runner (or the real ais_bench for .om).
+
+A thin wrapper: parse, pick the library function, call it with keyword arguments. Errors
+from the library are `UserError`s, printed as one line with exit code 1 by `handle_errors`.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from common.errors import UserError, handle_errors
+
+from .offline import OUTFMTS, check_model_path, run_offline, run_pure
+
+
+@click.command(name="infer", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "-m", required=True, help="ONNX model (.onnx: ONNX Runtime) or Ascend model (.om: ais_bench).")
+@click.option("--input", "-i", "input_", default=None,
+              help='Comma-separated input folders, one per model input in model order, e.g. '
+                   '"d/input_ids,d/attention_mask,d/token_type_ids". Omitted: --loop runs on zero inputs.')
+@click.option("--output", "-o", default=None, help="Results go to OUTPUT/<YYYY_mm_dd-HH_MM_SS>/ (+ _summary.json).")
+@click.option("--output_dirname", default=None, help="Use OUTPUT/<this>/ instead of a timestamped folder.")
+@click.option("--outfmt", type=click.Choice(OUTFMTS, case_sensitive=False), default="BIN", show_default=True,
+              help="NPY (with header) or BIN (raw float32).")
+@click.option("--batchsize", type=int, default=None,
+              help="Rows per run (default: the model's fixed batch, else 1).")
+@click.option("--loop", "-l", type=int, default=1, show_default=True,
+              help="Runs per batch (with --input) or runs in all (without).")
+@click.option("--warmup_count", "--warmup-count", type=int, default=1, show_default=True,
+              help="Untimed runs per input shape before timing.")
+@click.option("--device", "-d", type=int, default=0, show_default=True,
+              help="Device id: the NPU for .om, the CUDA device for ORT when it has CUDA (else CPU).")
+@click.option("--seq_len", type=int, default=None,
+              help="Sequence length of the zero inputs without --input, for dynamic graphs (default 128).")
+@click.option("--display_all_summary", type=click.BOOL, default=False, help="Also print H2D/D2H latency lines.")
+@click.pass_context
+@handle_errors
+def infer_command(ctx, model, input_, output, output_dirname, outfmt, batchsize, loop, warmup_count, device,
+                  seq_len, display_all_summary):
+    """Batch offline inference with ais_bench's flags and output layout."""
+    if output_dirname is not None and output is None:
+        raise UserError("--output_dirname needs --output (as in ais_bench)")
+    check_model_path(model)
+    flags = dict(output=output, outfmt=outfmt.upper(), batchsize=batchsize, loop=loop,
+                 warmup_count=warmup_count, device=device, output_dirname=output_dirname,
+                 display_all_summary=display_all_summary)
+
+    from .ais_bench import is_om_model, run_ais_bench
+
+    if is_om_model(model):
+        sys.exit(run_ais_bench(model=model, input=input_, seq_len=seq_len, **flags))
+    argv = (ctx.obj or {}).get("argv")
+    if input_ is None:
+        run_pure(model=model, seq_len=seq_len, argv=argv, **flags)
+    else:
+        if seq_len is not None:
+            raise UserError("--seq_len only shapes the zero inputs; with --input the lengths come from the files")
+        run_offline(model=model, input=input_, argv=argv, **flags)
+
+
+def main() -> None:
+    # The real command line goes into the summary's "args", as ais_bench records sys.argv.
+    infer_command(obj={"argv": list(sys.argv)}, prog_name="python -m infer")

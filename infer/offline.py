@@ -1,0 +1,281 @@
+"""Offline batch inference with ais_bench's flags and layout, on any runner (ORT by default).
+
+`run_offline` is the whole of `python -m infer --input ...`: pair the input files, find or
+create the result folder (resuming a matching one), validate every file against the model,
+group samples by length, run batches (padding a short last batch, never writing the padded
+rows), write each sample's logits atomically and the summary beside the folder.
+`run_pure` is `python -m infer` without `--input`: `--loop` runs on zero inputs.
+
+Timing follows ais_bench: `--warmup_count` untimed runs first (here once per distinct input
+shape, so each length bucket's first batch is not timed cold), then each batch runs `--loop`
+times and every run's `session.run` time is one entry of `npu_compute_time_list`; the last
+run's outputs are written. A resumed run times only the batches it ran; its `filesinfo` still
+lists every sample of the folder.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from common.errors import InputFileError, UserError
+from common.atomic import write_json
+
+from . import outputs as out
+from .inputs import (check_folders_match_model, model_batchsize, pair_samples, parse_input_arg, plan_batches,
+                     load_batch, sample_lengths, zero_feed)
+from .runners.base import BaseRunner
+from .runners.onnxrt import OrtRunner
+from .summary import build_summary, summary_lines
+
+DEFAULT_SEQ_LEN = 128
+OUTFMTS = ("NPY", "BIN")
+
+
+@dataclass
+class RunResult:
+    """What a run did; `summary` is the ais_bench summary dict (None when nothing ran)."""
+
+    out_dir: Optional[Path] = None
+    summary_path: Optional[Path] = None
+    summary: Optional[dict] = None
+    total: int = 0
+    computed: int = 0
+    skipped: int = 0
+    wall_s: float = 0.0
+    written: list = field(default_factory=list)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.computed / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def check_model_path(model) -> Path:
+    path = Path(model)
+    if not path.exists():
+        raise InputFileError(path, "model file does not exist")
+    if not path.is_file():
+        raise InputFileError(path, "model is not a file")
+    return path
+
+
+def canonical_argv(**params) -> list[str]:
+    """The command line as ais_bench records it in `args`, rebuilt from parameters (for library calls)."""
+    argv = ["python", "-m", "infer"]
+    for key, value in params.items():
+        if value is None or value is False:
+            continue
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+def _check_common(outfmt: str, loop: int, warmup_count: int, batchsize: Optional[int]) -> str:
+    outfmt = outfmt.upper()
+    if outfmt not in OUTFMTS:
+        raise UserError(f"--outfmt {outfmt} is not supported here; use one of {', '.join(OUTFMTS)}")
+    if loop < 1:
+        raise UserError("--loop must be at least 1")
+    if warmup_count < 0:
+        raise UserError("--warmup_count must be 0 or more")
+    if batchsize is not None and batchsize < 1:
+        raise UserError("--batchsize must be at least 1")
+    return outfmt
+
+
+def _default_runner(model: Path, device: int) -> BaseRunner:
+    return OrtRunner.from_path(model, device=device)
+
+
+def _warmup(runner: BaseRunner, feeds: Sequence[dict], count: int) -> None:
+    # One warm-up per distinct shape: the first run of a shape allocates buffers and picks kernels,
+    # and would otherwise land in the timings of the first batch of every length bucket.
+    for feed in feeds:
+        for _ in range(count):
+            runner.infer(feed)
+    runner.inference_times = []
+
+
+def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsize: Optional[int] = None,
+                loop: int = 1, warmup_count: int = 1, device: int = 0, output_dirname: Optional[str] = None,
+                display_all_summary: bool = False, argv: Optional[Sequence[str]] = None,
+                runner_factory: Callable[[Path, int], BaseRunner] = _default_runner,
+                log: Callable[[str], None] = click.echo, progress: Optional[bool] = None) -> RunResult:
+    """Run every sample of the input folders through the model; see the module docstring."""
+    outfmt = _check_common(outfmt, loop, warmup_count, batchsize)
+    model = check_model_path(model)
+    folders = parse_input_arg(input)
+    samples = pair_samples(folders)
+    args = list(argv) if argv is not None else canonical_argv(
+        model=model, input=input, output=output, outfmt=outfmt, batchsize=batchsize, loop=loop,
+        warmup_count=warmup_count, device=device, output_dirname=output_dirname)
+    result = RunResult(total=len(samples))
+
+    folder, manifest = None, None
+    if output is not None:
+        wanted = out.make_manifest(model_path=model, input_dirs=folders, outfmt=outfmt)
+        folder, manifest = out.choose_output_folder(output_root=output, output_dirname=output_dirname, wanted=wanted)
+        result.out_dir, result.summary_path = folder, out.summary_path(folder)
+
+    pending = list(samples)
+    if manifest is not None:
+        n_outputs = int(manifest.get("num_outputs") or 1)
+        pending = [s for s in samples
+                   if not all(out.output_path(folder, s.stem, i, outfmt).is_file() for i in range(n_outputs))]
+        result.skipped = len(samples) - len(pending)
+        if not pending:
+            log(f"[INFO] {len(samples)} of {len(samples)} outputs already present, nothing to do: {folder}")
+            if not result.summary_path.exists():  # a run cut off between its last output and its summary
+                write_json(result.summary_path, build_summary(
+                    filesinfo=_filesinfo(samples, folder, outfmt, n_outputs), args=args, compute_ms=[],
+                    batchsizes=[]), indent=None)
+            return result
+        log(f"[INFO] resuming {folder}: {result.skipped} of {len(samples)} outputs already present, "
+            f"computing {len(pending)}")
+
+    with runner_factory(model, device) as runner:
+        metas = runner.get_input_metadata()
+        out_metas = runner.get_output_metadata()
+        check_folders_match_model(folders, metas)
+        lengths = dict(zip((s.index for s in samples), sample_lengths(samples, metas)))
+        rows = model_batchsize(metas, batchsize)
+        batches = plan_batches(pending, [lengths[s.index] for s in pending], rows)
+        log(f"[INFO] {runner.name} on {', '.join(getattr(runner, 'providers', []) or ['?'])}: "
+            f"{len(pending)} samples in {len(batches)} batch(es) of {rows} "
+            f"(lengths {', '.join(str(n) for n in sorted({b.length for b in batches}))})")
+
+        if folder is not None:
+            # Created only now, after every input file passed validation: a failed run leaves nothing.
+            out.ensure_folder(folder)
+            if manifest is None:
+                out.write_manifest(folder, out.make_manifest(model_path=model, input_dirs=folders, outfmt=outfmt,
+                                                              num_outputs=len(out_metas)))
+            log(f"[INFO] output path:{folder}")
+
+        first_of_shape = {}
+        for batch in batches:
+            first_of_shape.setdefault(batch.length, batch)
+        _warmup(runner, [load_batch(b, metas) for b in first_of_shape.values()], warmup_count)
+        log(f"[INFO] warm up {warmup_count} done")
+
+        compute_ms: list[float] = []
+        start = time.perf_counter()
+        # disable=None: a bar on a terminal, silence in logs and pipes.
+        show = None if progress is None else not progress
+        with tqdm(total=len(pending), unit="sample", desc="Inference", disable=show) as bar:
+            for batch in batches:
+                feed = load_batch(batch, metas)
+                for _ in range(loop):
+                    results = runner.infer(feed)
+                    compute_ms.append(runner.inference_time)
+                if folder is not None:
+                    result.written += _write_outputs(folder, batch, results, out_metas, outfmt)
+                result.computed += len(batch.samples)
+                bar.update(len(batch.samples))
+        result.wall_s = time.perf_counter() - start
+
+    summary = build_summary(filesinfo=_filesinfo(samples, folder, outfmt, len(out_metas)) if folder else {},
+                            args=args, compute_ms=compute_ms, batchsizes=[rows] * len(compute_ms))
+    result.summary = summary
+    for line in summary_lines(summary, float(rows), display_all=display_all_summary):
+        log(line)
+    log(f"[INFO] end-to-end: {result.computed} samples in {result.wall_s:.3f} s = "
+        f"{result.samples_per_s:.2f} sentences/s (wall time incl. reading inputs and writing outputs; "
+        "excl. model load and warm-up)")
+    if folder is not None:
+        write_json(result.summary_path, summary, indent=None)
+        log(f"[INFO] summary: {result.summary_path}")
+    return result
+
+
+def _write_outputs(folder: Path, batch, results: dict, out_metas, outfmt: str) -> list[Path]:
+    """One file per real sample and model output, `<stem>_<output index>.<fmt>`, shape (1, L, labels)."""
+    written = []
+    for index, meta in enumerate(out_metas):
+        array = np.asarray(results[meta.name])
+        if array.dtype in (np.float16, np.float64):
+            array = array.astype(np.float32)  # the contract is float32 logits, whatever the graph computes in
+        # Rows past len(batch.samples) are padding: never written.
+        for row, sample in enumerate(batch.samples):
+            path = out.output_path(folder, sample.stem, index, outfmt)
+            out.write_array(path, array[row:row + 1], outfmt)
+            written.append(path)
+    return written
+
+
+def _filesinfo(samples, folder: Optional[Path], outfmt: str, n_outputs: int) -> dict:
+    """ais_bench's `filesinfo`: per sample index, its input files and its output files."""
+    return {s.index: {"infiles": [str(p) for p in s.files],
+                      "outfiles": [str(out.output_path(folder, s.stem, i, outfmt)) for i in range(n_outputs)]}
+            for s in samples}
+
+
+def run_pure(*, model, output=None, outfmt: str = "BIN", batchsize: Optional[int] = None, loop: int = 1,
+             warmup_count: int = 1, device: int = 0, output_dirname: Optional[str] = None,
+             seq_len: Optional[int] = None, display_all_summary: bool = False,
+             argv: Optional[Sequence[str]] = None,
+             runner_factory: Callable[[Path, int], BaseRunner] = _default_runner,
+             log: Callable[[str], None] = click.echo) -> RunResult:
+    """ais_bench's pure-inference mode: `loop` runs on zero inputs of the model's shape.
+
+    Dynamic dims take batch = --batchsize (default 1) and sequence = --seq_len (default 128);
+    a --seq_len that contradicts a fixed sequence dim is an error. With --output, the last
+    run's outputs go to `pure_infer_data_<i>` and the summary beside the folder, as ais_bench does.
+    """
+    outfmt = _check_common(outfmt, loop, warmup_count, batchsize)
+    if seq_len is not None and seq_len < 1:
+        raise UserError("--seq_len must be at least 1")
+    model = check_model_path(model)
+    args = list(argv) if argv is not None else canonical_argv(
+        model=model, output=output, outfmt=outfmt, batchsize=batchsize, loop=loop, warmup_count=warmup_count,
+        device=device, output_dirname=output_dirname, seq_len=seq_len)
+    result = RunResult()
+    folder = None
+    if output is not None:
+        folder, _ = out.choose_output_folder(output_root=output, output_dirname=output_dirname, wanted=None)
+        result.out_dir, result.summary_path = folder, out.summary_path(folder)
+
+    with runner_factory(model, device) as runner:
+        metas = runner.get_input_metadata()
+        out_metas = runner.get_output_metadata()
+        rows = model_batchsize(metas, batchsize)
+        fixed_seq = {m.fixed_dim(1) for m in metas} - {None}
+        if seq_len is not None and fixed_seq and fixed_seq != {seq_len}:
+            raise UserError(f"--seq_len {seq_len} disagrees with the model's fixed sequence length "
+                            f"{sorted(fixed_seq)[0]}")
+        feed = zero_feed(metas, rows, seq_len or DEFAULT_SEQ_LEN)
+        shapes = "; ".join(f"{k}:{','.join(map(str, v.shape))}" for k, v in feed.items())
+        log(f"[INFO] pure inference on zero inputs ({shapes}), {loop} loop(s)")
+        _warmup(runner, [feed], warmup_count)
+        log(f"[INFO] warm up {warmup_count} done")
+        start = time.perf_counter()
+        for _ in range(loop):
+            results = runner.infer(feed)
+        result.wall_s = time.perf_counter() - start
+        compute_ms = list(runner.inference_times)
+        result.computed = rows * loop
+
+    filesinfo = {}
+    if folder is not None:
+        out.ensure_folder(folder)
+        outfiles = []
+        for index, meta in enumerate(out_metas):
+            path = out.output_path(folder, out.PURE_INFER_NAME, index, outfmt)
+            out.write_array(path, np.asarray(results[meta.name]), outfmt)
+            outfiles.append(str(path))
+            result.written.append(path)
+        filesinfo = {0: {"infiles": [out.PURE_INFER_NAME] * len(metas), "outfiles": outfiles}}
+        log(f"[INFO] output path:{folder}")
+    summary = build_summary(filesinfo=filesinfo, args=args, compute_ms=compute_ms,
+                            batchsizes=[rows] * len(compute_ms))
+    result.summary = summary
+    for line in summary_lines(summary, float(rows), display_all=display_all_summary):
+        log(line)
+    if folder is not None:
+        write_json(result.summary_path, summary, indent=None)
+        log(f"[INFO] summary: {result.summary_path}")
+    return result
