@@ -1,0 +1,1 @@
+"""postprocess: inference outputs + .anno + .index.jsonl -> result.json (conlleval scores)."""
