@@ -1,0 +1,199 @@
+"""ONNX -> Ascend OM: build the ATC command line (and the matching ais_bench call), run it if ATC is here.
+
+bash convert_om.sh --model X.onnx --bs N --seq_len L --soc_version Ascend310P3 [--output NAME] [--dry-run]
+bash convert_om.sh --model X.onnx --bs N --buckets 32,64,128 --soc_version Ascend310P3   (dynamic gears)
+
+Input names come from the ONNX graph itself, so a model without token_type_ids gets a two-input
+--input_shape. Gears use ATC's ND dynamic dims: `-1` for the sequence axis in --input_shape and
+one `--dynamic_dims` profile per bucket, a value for every -1 (ATC accepts 2 to 100 profiles).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from common.errors import InputFileError, ToolMissingError, UserError, handle_errors
+
+CANN_SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
+
+# --precision_mode values ATC documents (CANN 6 to 8).
+PRECISION_MODES = ("allow_fp32_to_fp16", "force_fp16", "must_keep_origin_dtype", "allow_mix_precision",
+                   "allow_mix_precision_fp16", "force_fp32", "cube_fp16in_fp32out")
+# With --optypelist_for_implmode the mode must name one of these (not the *_for_all variants).
+IMPL_MODES = ("high_precision", "high_performance")
+MIN_GEARS, MAX_GEARS = 2, 100
+
+
+@dataclass(frozen=True)
+class AtcPlan:
+    argv: tuple[str, ...]
+    output: str  # ATC's --output: the OM path without its .om suffix
+    input_names: tuple[str, ...]
+    batch_size: int
+    seq_lens: tuple[int, ...]  # one for a static model, one per gear otherwise
+    gears: bool
+
+    def command_line(self) -> str:
+        """The command as a user would type it (shape lists in double quotes, as ATC's docs write them)."""
+        parts = []
+        for arg in self.argv:
+            key, sep, value = arg.partition("=")
+            if sep and (";" in value or key in ("--input_shape", "--dynamic_dims")):
+                parts.append(f'{key}="{value}"')
+            else:
+                parts.append(shlex.quote(arg))
+        return " ".join(parts)
+
+    def ais_bench_lines(self) -> list[str]:
+        """One ais_bench call per shape: with gears, `--dymDims` picks the gear (.bin files carry no shape)."""
+        inputs = ",".join(f"<bin_dir>/{name}" for name in self.input_names)
+        base = (f"python3 -m ais_bench --model {shlex.quote(self.output + '.om')} --input \"{inputs}\" "
+                f"--output <out_dir> --outfmt NPY --batchsize {self.batch_size}")
+        if not self.gears:
+            return [base]
+        lines = []
+        for seq in self.seq_lens:
+            dims = ";".join(f"{name}:{self.batch_size},{seq}" for name in self.input_names)
+            lines.append(f'{base} --dymDims "{dims}"')
+        return lines
+
+
+def parse_buckets(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise UserError(f"--buckets {text!r}: expected comma-separated sequence lengths, e.g. 32,64,128") from None
+    if any(v <= 0 for v in values):
+        raise UserError(f"--buckets {text!r}: lengths must be positive")
+    if not MIN_GEARS <= len(values) <= MAX_GEARS:
+        raise UserError(f"--buckets {text!r}: ATC takes {MIN_GEARS} to {MAX_GEARS} gears "
+                        f"(for a single length use --seq_len)")
+    return tuple(values)
+
+
+def plan_atc(*, model, batch_size: int, soc_version: str, seq_len: int | None = None, buckets=None,
+             output: str | None = None, precision_mode: str = "allow_fp32_to_fp16",
+             op_select_implmode: str = "high_precision", optypelist_for_implmode: str = "Gelu",
+             log: str = "error") -> AtcPlan:
+    """The ATC argv for `model` with static (seq_len) or geared (buckets) sequence length."""
+    from . import onnx_io
+
+    model = Path(model)
+    buckets = parse_buckets(buckets) if isinstance(buckets, str) else (tuple(buckets) if buckets else None)
+    if (seq_len is None) == (buckets is None):
+        raise UserError("give exactly one of --seq_len (static shape) and --buckets (dynamic gears)")
+    if batch_size < 1 or (seq_len is not None and seq_len < 1):
+        raise UserError("--bs and --seq_len must be positive")
+    if not re.fullmatch(r"Ascend[0-9A-Za-z]+", soc_version or ""):
+        raise UserError(f"--soc_version {soc_version!r}: expected an Ascend SoC name such as Ascend310P3 "
+                        "(npu-smi info shows it)")
+    if precision_mode not in PRECISION_MODES:
+        raise UserError(f"--precision_mode {precision_mode!r}: one of {', '.join(PRECISION_MODES)}")
+    if op_select_implmode not in IMPL_MODES:
+        raise UserError(f"--op_select_implmode {op_select_implmode!r}: one of {', '.join(IMPL_MODES)}")
+
+    graph = onnx_io.load(model, load_external_data=False)
+    inputs = onnx_io.graph_inputs(graph)
+    del graph
+    for name, dims in inputs:
+        if len(dims) != 2:
+            raise InputFileError(model, f"input {name!r} has dims {dims}; expected (batch, sequence)")
+        if isinstance(dims[0], int) and dims[0] != batch_size:
+            raise UserError(f"{model}: input {name!r} has a fixed batch of {dims[0]}, not --bs {batch_size}")
+        if isinstance(dims[1], int):
+            if buckets:
+                raise UserError(f"{model}: input {name!r} has a fixed sequence length {dims[1]}; gears need "
+                                "the dynamic export (before simplify)")
+            if dims[1] != seq_len:
+                raise UserError(f"{model}: input {name!r} has a fixed sequence length {dims[1]}, not --seq_len {seq_len}")
+
+    names = tuple(name for name, _ in inputs)
+    seq = "-1" if buckets else str(seq_len)
+    shape = ";".join(f"{name}:{batch_size},{seq}" for name in names)
+    if output is None:
+        output = str(model.with_name(f"{model.stem}_bs{batch_size}" + ("_gears" if buckets else f"_seq{seq_len}")))
+    elif output.endswith(".om"):
+        output = output[:-3]  # ATC appends .om itself
+    argv = ["atc", f"--model={model}", "--framework=5", f"--output={output}", "--input_format=ND",
+            f"--input_shape={shape}"]
+    if buckets:
+        # One value per -1 in --input_shape, i.e. the gear's length once per input.
+        argv.append("--dynamic_dims=" + ";".join(",".join([str(b)] * len(names)) for b in buckets))
+    argv += [f"--soc_version={soc_version}", f"--op_select_implmode={op_select_implmode}",
+             f"--optypelist_for_implmode={optypelist_for_implmode}", f"--precision_mode={precision_mode}",
+             f"--log={log}"]
+    return AtcPlan(argv=tuple(argv), output=output, input_names=names, batch_size=batch_size,
+                   seq_lens=buckets or (seq_len,), gears=bool(buckets))
+
+
+def find_atc() -> str:
+    path = shutil.which("atc")
+    if path is None:
+        raise ToolMissingError(f"atc was not found on PATH; set up CANN first: source {CANN_SET_ENV}")
+    return path
+
+
+def run_atc(plan: AtcPlan) -> list[Path]:
+    """Run ATC with its output in a temporary folder; move the .om file(s) in place only on success."""
+    atc = find_atc()
+    final = Path(plan.output)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        argv = [atc] + [f"--output={stage / final.name}" if a.startswith("--output=") else a for a in plan.argv[1:]]
+        code = subprocess.run(argv, check=False).returncode
+        if code != 0:
+            raise UserError(f"atc exited with code {code} (its messages are above); nothing written")
+        made = sorted(stage.glob("*.om"))
+        if not made:
+            raise UserError("atc reported success but wrote no .om file; nothing written")
+        moved = []
+        for path in made:
+            target = final.parent / path.name
+            os.replace(path, target)
+            moved.append(target)
+        return moved
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+@click.command()
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="ONNX model (fixed with fix_onnx.py).")
+@click.option("--bs", "batch_size", required=True, type=click.IntRange(1), help="Batch size.")
+@click.option("--seq_len", default=None, type=click.IntRange(1), help="Static sequence length.")
+@click.option("--buckets", default=None, help="Sequence-length gears instead of --seq_len, e.g. 32,64,128.")
+@click.option("--soc_version", required=True, help="e.g. Ascend310P3 (see npu-smi info).")
+@click.option("--output", default=None, help="OM path without .om (default: beside the model).")
+@click.option("--precision_mode", default="allow_fp32_to_fp16", show_default=True, type=click.Choice(PRECISION_MODES))
+@click.option("--op_select_implmode", default="high_precision", show_default=True, type=click.Choice(IMPL_MODES))
+@click.option("--optypelist_for_implmode", default="Gelu", show_default=True)
+@click.option("--dry-run", "dry_run", is_flag=True, help="Print the ATC command and exit.")
+@handle_errors
+def main(dry_run, **kwargs):
+    """Convert an ONNX model to an Ascend OM with ATC (or print the command with --dry-run)."""
+    plan = plan_atc(**kwargs)
+    if not dry_run:
+        find_atc()  # before printing anything: without ATC the one line of output is the error
+    click.echo(plan.command_line())
+    if not dry_run:
+        written = run_atc(plan)
+        click.echo(f"wrote {', '.join(map(str, written))}")
+    header = "ais_bench, one run per gear (give each only samples of that length):" if plan.gears else "ais_bench:"
+    click.echo(header)
+    for line in plan.ais_bench_lines():
+        click.echo(f"  {line}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
