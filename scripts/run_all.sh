@@ -65,8 +65,10 @@ stage "4/6 for Ascend: onnxsim (static ${batchsize}x$seq_len) + convert_om.sh --
 static="$work_dir/model_bs${batchsize}_seq${seq_len}_sim.onnx"
 [ -f "$static" ] || python -m convert.simplify --input "$work_dir/model_fix.onnx" --output "$static" \
   --batch_size "$batchsize" --seq_len "$seq_len"
-bash convert_om.sh --model "$work_dir/model_fix.onnx" --bs "$batchsize" --seq_len "$seq_len" \
-  --soc_version "$soc_version" ${buckets:+--buckets "$buckets"} --output "$work_dir/model_om" --dry-run
+# the same length buckets as preprocess (which always adds seq_len) become ATC gears
+if [ -n "$buckets" ]; then shape_args=(--buckets "$buckets,$seq_len"); else shape_args=(--seq_len "$seq_len"); fi
+bash convert_om.sh --model "$work_dir/model_fix.onnx" --bs "$batchsize" "${shape_args[@]}" \
+  --soc_version "$soc_version" --output "$work_dir/model_om" --dry-run
 
 stage "5/6 inference: python -m infer (ONNX Runtime)"
 infer_started=$(date +%s.%N)
