@@ -29,7 +29,7 @@ def slices(conll, tmp_path_factory):
 def trained(slices, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "model"
     cfg = TrainConfig(base=str(tiny_model_dir), train_file=slices[0], valid_file=slices[1], output_dir=out,
-                      epochs=2, lr=3e-3, batch_size=8, seed=7, warmup_ratio=0.05)
+                      epochs=2, lr=3e-3, batch_size=8, seed=7, warmup_ratio=0.05, average_last=2)
     return finetune(cfg)
 
 
@@ -46,6 +46,9 @@ def test_loss_falls_and_the_output_is_an_ordinary_checkpoint(trained):
     assert tokenizer.is_fast
     card = (trained.output_dir / "MODEL_CARD.md").read_text()
     assert "sha256" in card and "| 1 |" in card and "| 2 |" in card
+    # the weight average of the last two epochs was scored on valid and reported
+    assert [m["epoch"] for m in trained.epochs] == [1, 2, "avg 1-2"]
+    assert "| avg 1-2 |" in card
 
 
 def test_same_seed_gives_the_same_model(slices, tiny_model_dir, tmp_path):

@@ -43,6 +43,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_steps: int | None = None
     save_fp16: bool = False
+    average_last: int = 0
     overwrite: bool = False
     threads: int | None = None
     command: str = ""
@@ -87,6 +88,14 @@ def evaluate(model, examples, id2label, batch_size=64, input_names=("input_ids",
     return {"precision": precision_score(gold, pred, zero_division=0),
             "recall": recall_score(gold, pred, zero_division=0),
             "f1": f1_score(gold, pred, zero_division=0), "per_type": per_type}
+
+
+def average_states(states: list[dict]) -> dict:
+    """Element-wise mean of several state dicts of one model (integer buffers are taken from the last)."""
+    out = {}
+    for key, last in states[-1].items():
+        out[key] = (torch.stack([s[key] for s in states]).mean(0) if last.is_floating_point() else last.clone())
+    return out
 
 
 def finetune(cfg: TrainConfig) -> TrainResult:
@@ -147,6 +156,7 @@ def finetune(cfg: TrainConfig) -> TrainResult:
 
     result = TrainResult(output_dir=cfg.output_dir)
     best_state, best_f1, step = None, -1.0, 0
+    recent_states: list[dict] = []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         batches = bucketed_batches(train_ex, cfg.batch_size, seed=cfg.seed + epoch)
@@ -175,8 +185,24 @@ def finetune(cfg: TrainConfig) -> TrainResult:
         if metrics["f1"] > best_f1:
             best_f1, result.best_epoch = metrics["f1"], epoch
             best_state = copy.deepcopy(model.state_dict())
+        if cfg.average_last > 1:
+            recent_states = (recent_states + [copy.deepcopy(model.state_dict())])[-cfg.average_last:]
         if step >= total_steps:
             break
+
+    if len(recent_states) > 1:
+        # weight averaging of the last epochs (a flatter optimum); kept only if valid says it is better
+        trained_state = copy.deepcopy(model.state_dict())
+        model.load_state_dict(average_states(recent_states))
+        metrics = evaluate(model, valid_ex, id2label, input_names=input_names)
+        first = result.epochs[-1]["epoch"] - len(recent_states) + 1
+        metrics.update(epoch=f"avg {first}-{result.epochs[-1]['epoch']}", minutes=0.0, train_loss=float("nan"))
+        result.epochs.append(metrics)
+        click.echo(f"average of epochs {first}-{result.epochs[-2]['epoch']}: valid F1 {metrics['f1']:.4f}", err=True)
+        if metrics["f1"] > best_f1:
+            best_f1, result.best_epoch = metrics["f1"], metrics["epoch"]
+            best_state = copy.deepcopy(model.state_dict())
+        model.load_state_dict(trained_state)
 
     model.load_state_dict(best_state)
     if test_ex:
@@ -220,7 +246,7 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
     for m in result.epochs:
         lines.append(f"| {m['epoch']} | {m['train_loss']:.4f} | {_fmt(m['precision'])} | {_fmt(m['recall'])} "
                      f"| {_fmt(m['f1'])} | {m['minutes']} |")
-    lines += ["", f"Best epoch: {result.best_epoch} (kept).", ""]
+    lines += ["", f"Best on valid: {result.best_epoch} (kept).", ""]
     if result.test:
         t = result.test
         lines += ["## Test (PyTorch, seqeval)", "",
@@ -248,6 +274,8 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
 @click.option("--warmup_ratio", default=0.1, show_default=True)
 @click.option("--weight_decay", default=0.01, show_default=True)
 @click.option("--max_steps", default=None, type=int, help="Stop after this many optimizer steps.")
+@click.option("--average_last", default=0, show_default=True,
+              help="Also try the weight average of the last N epochs; kept if its valid F1 is best.")
 @click.option("--save_fp16", is_flag=True, help="Store the weights as float16 (half the size).")
 @click.option("--overwrite", is_flag=True, help="Replace a model already in --output_dir.")
 @click.option("--threads", default=None, type=int, help="torch intra-op threads (default: torch's choice).")
@@ -259,7 +287,7 @@ def main(**kwargs):
                       command="python -m train.finetune " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     result = finetune(cfg)
     click.echo(f"saved {cfg.output_dir} (best epoch {result.best_epoch}, "
-               f"valid F1 {result.epochs[result.best_epoch - 1]['f1']:.4f})")
+               f"valid F1 {max(m['f1'] for m in result.epochs):.4f})")
 
 
 if __name__ == "__main__":
