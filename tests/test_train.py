@@ -1,6 +1,7 @@
 """train.finetune: a few real steps on real sentences, label filtering, and its errors."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,25 @@ def test_errors_are_one_line(slices, tiny_model_dir, tmp_path):
                       "--output_dir", str(tiny_model_dir)] + common)
     assert code == 1 and "already holds a model; pass --overwrite" in out and "\n" not in out
     assert not any((tmp_path / d).exists() for d in ("o1", "o2", "o3"))
+
+
+def test_trained_folder_goes_through_export_infer_and_scoring(trained, slices, tmp_path):
+    """The fine-tuned folder is taken as it is by the rest of the flow."""
+    from convert.export import export_onnx
+    from infer.offline import run_offline
+    from postprocess.score import score_run
+    from preprocess.pipeline import create_bins
+
+    onnx_path = tmp_path / "model.onnx"
+    export_onnx(model_dir=trained.output_dir, output=onnx_path)
+    binset = create_bins(slices[1], trained.output_dir, tmp_path / "bins", seq_len=128, buckets="32,64",
+                         show_progress=False)
+    run = run_offline(model=onnx_path, input=",".join(str(d) for d in binset.input_dirs()),
+                      output=tmp_path / "result", outfmt="NPY", batchsize=8, log=lambda _: None, progress=False)
+    outputs = sorted(run.out_dir.glob("*_0.npy"))
+    header = binset.index_file.read_text().splitlines()[0]
+    assert len(outputs) == json.loads(header)["num_samples"]
+    result = score_run(result_dir=run.out_dir, anno_file=binset.anno_file).result
+    assert result["num_words"] == sum(len(s) for s in read_conll(slices[1]))
+    # the ONNX flow scores the valid file as PyTorch did for the kept weights at the end of training
+    assert result["f1"] == pytest.approx(max(m["f1"] for m in trained.epochs), abs=0.01)
