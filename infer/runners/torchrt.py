@@ -1,0 +1,59 @@
+"""PyTorch runner: the checkpoint itself behind the runner interface, to compare ONNX paths against.
+
+Loaded in float32 (a float16 checkpoint is cast up) with the eager attention that the ONNX
+export traces, so both paths compute the same graph. `torch` is imported in `activate()` only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional
+
+import numpy as np
+
+from common.errors import InputFileError
+from common.model_spec import OUTPUT_NAME, read_model_spec
+
+from .base import BaseRunner, TensorMeta
+
+
+class TorchRunner(BaseRunner):
+    """Runs a Hugging Face token-classification checkpoint folder with PyTorch (CPU)."""
+
+    def __init__(self, model_dir, name: Optional[str] = None, threads: Optional[int] = None,
+                 attn_implementation: str = "eager"):
+        super().__init__(name or f"torch[{Path(model_dir).name}]")
+        self.spec = read_model_spec(model_dir)
+        self.threads = threads
+        self.attn_implementation = attn_implementation
+        self.model = None
+
+    def activate_impl(self) -> None:
+        import torch
+        from transformers import AutoModelForTokenClassification
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            model = AutoModelForTokenClassification.from_pretrained(
+                str(self.spec.model_dir), dtype=torch.float32, attn_implementation=self.attn_implementation)
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputFileError(self.spec.model_dir, f"cannot load the checkpoint ({first})") from None
+        self.model = model.float().eval()
+
+    def get_input_metadata_impl(self) -> list[TensorMeta]:
+        return [TensorMeta(name, np.dtype(np.int64), ("batch", "sequence")) for name in self.spec.input_names]
+
+    def get_output_metadata_impl(self) -> list[TensorMeta]:
+        return [TensorMeta(OUTPUT_NAME, np.dtype(np.float32), ("batch", "sequence", self.spec.num_labels))]
+
+    def infer_impl(self, feed_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            inputs = {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in feed_dict.items()}
+            logits = self.model(**inputs, return_dict=True).logits
+        return {OUTPUT_NAME: logits.float().numpy()}
+
+    def deactivate_impl(self) -> None:
+        self.model = None
