@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from common.atomic import write_json, write_text
-from common.errors import handle_errors
+from common.errors import UserError, handle_errors
 
 from .score import format_table, predictions_text, score_run
 
@@ -26,17 +26,31 @@ from .score import format_table, predictions_text, score_run
               help="CoNLL file to take the words from for --predictions [default: the index's source].")
 @click.option("--allow-missing", "--allow_missing", "allow_missing", is_flag=True,
               help="Score samples without an output as all-O (and list them) instead of failing.")
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write a self-contained HTML report: score bars, confusion matrix, entity counts.")
+@click.option("--benchmark", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="With --report: a benchmark JSON whose plot and table the report shows.")
 @handle_errors
-def main(result_dir, anno_file, index_file, output, predictions, input_file, allow_missing):
+def main(result_dir, anno_file, index_file, output, predictions, input_file, allow_missing, report, benchmark):
     """Entity-level (conlleval) and word-level scores of an NER inference run -> result.json."""
+    if benchmark is not None and report is None:
+        raise UserError("--benchmark goes into the HTML report: it needs --report")
+    if report is not None:  # imported only when asked for; a bad benchmark JSON fails before scoring
+        from .report import read_benchmark, render_report
+
+        bench = read_benchmark(benchmark) if benchmark is not None else None
     run = score_run(result_dir, anno_file, index_file, allow_missing=allow_missing,
                     with_words=predictions is not None, input_file=input_file)
     output = output or result_dir / "result.json"
     if predictions is not None:
         write_text(predictions, predictions_text(run.words, run.gold, run.pred))
+    if report is not None:
+        write_text(report, render_report(run.result, gold=run.gold, pred=run.pred, benchmark=bench))
     # result.json last: its presence means the whole run was scored.
     write_json(output, run.result)
     click.echo(format_table(run.result))
     if predictions is not None:
         click.echo(f"wrote {predictions}")
+    if report is not None:
+        click.echo(f"wrote {report}")
     click.echo(f"wrote {output}")
