@@ -18,6 +18,8 @@ by `convert.export`; `torch` runs the checkpoint itself, to compare with.
 """
 from __future__ import annotations
 
+import io
+
 import hashlib
 import json
 import sys
@@ -271,7 +273,7 @@ def _open_texts(texts, file_, paragraphs) -> Iterable[str]:
             raise UserError("--paragraphs splits a --file or stdin; each argument is already one text")
         return list(texts)
     if file_ is None or str(file_) == "-":
-        stream = click.get_text_stream("stdin", encoding="utf-8")
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
         if file_ is None and stream.isatty():
             raise UserError("no text: give texts as arguments, --file FILE, or pipe text on stdin")
         return _decoded(read_texts(stream, paragraphs), "<stdin>")
