@@ -65,3 +65,15 @@ def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64, heads: int
 def tiny_model_dir(tmp_path_factory):
     """2 layers, hidden 64, the 9 CoNLL labels, random weights."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture
+def browser():
+    """Chromium + chromedriver + selenium, or a skip that says why (only when apt was unreachable)."""
+    from demo.browser import apt_unreachable, availability
+
+    ok, why = availability()
+    if not ok:
+        if apt_unreachable():
+            pytest.skip(f"browser test skipped: {why}")
+        pytest.fail(f"browser test cannot run: {why}; run `bash scripts/install_browser.sh`")

@@ -72,15 +72,6 @@ def test_html_escaping(served):
     assert status == 200 and "<script>" not in body["html"] and "<b>" not in body["html"]
 
 
-@pytest.fixture
-def browser():
-    from demo.browser import apt_unreachable, availability
-
-    ok, why = availability()
-    if not ok:
-        if apt_unreachable():
-            pytest.skip(f"browser test skipped: {why}")
-        pytest.fail(f"browser test cannot run: {why}; run `bash scripts/install_browser.sh`")
 
 
 @pytest.fixture

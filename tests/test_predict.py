@@ -331,15 +331,6 @@ def test_cli_as_a_user_types_it(default_model_dir, predictor):
     assert lines[1] == {"text": "", "entities": []}
 
 
-@pytest.fixture
-def browser():
-    from demo.browser import apt_unreachable, availability
-
-    ok, why = availability()
-    if not ok:
-        if apt_unreachable():
-            pytest.skip(f"browser test skipped: {why}")
-        pytest.fail(f"browser test cannot run: {why}; run `bash scripts/install_browser.sh`")
 
 
 def test_html_page_in_a_real_browser(default_model_dir, predictor, browser, tmp_path):

@@ -222,13 +222,3 @@ def test_report_in_a_real_browser(scored_run, tmp_path, browser):
     keep_screenshot(shot)
 
 
-@pytest.fixture
-def browser():
-    """Chromium + chromedriver + selenium, or a skip that says why (only when apt was unreachable)."""
-    from demo.browser import apt_unreachable, availability
-
-    ok, why = availability()
-    if not ok:
-        if apt_unreachable():
-            pytest.skip(f"browser test skipped: {why}")
-        pytest.fail(f"browser test cannot run: {why}; run `bash scripts/install_browser.sh`")

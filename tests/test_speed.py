@@ -1,0 +1,315 @@
+"""Speed work, checked for sameness (never timed): convert.optimize, convert.quantize, the in-process
+words -> labels engine (infer.bench_core), the benchmark's paths and its JSON/Markdown.
+
+Speed claims live in `python -m infer.benchmark`; here every path must give the same word labels
+as PyTorch (fp32) or nearly the same (INT8) on real CoNLL-2003 sentences. Structure tests use the
+tiny random model; label tests use the default model on 50 test sentences.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from common.errors import UserError, ValidationError
+from convert import onnx_io
+from convert.export import export_onnx
+from convert.optimize import main as optimize_main, optimize_onnx
+from convert.quantize import classifier_nodes, quantize_onnx
+from infer.bench_core import (BatchPolicy, EncoderShape, Rows, encode, make_feed, plan, run_plan, split_labels)
+
+N_REAL = 50  # default-model sentences
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def tiny_graphs(tiny_model_dir, tmp_path_factory):
+    """Tiny model: eager export, its fused graph, and an SDPA export (which does not fuse)."""
+    folder = tmp_path_factory.mktemp("speed_tiny")
+    plain = export_onnx(model_dir=tiny_model_dir, output=folder / "plain.onnx", num_sentences=4).output
+    sdpa = export_onnx(model_dir=tiny_model_dir, output=folder / "sdpa.onnx", num_sentences=4,
+                       attn_implementation="sdpa").output
+    fused = optimize_onnx(input=plain, output=folder / "fused.onnx", num_sentences=4)
+    return {"plain": plain, "sdpa": sdpa, "fused": fused.output, "fused_result": fused, "dir": folder}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def real_models(default_model_dir, tmp_path_factory):
+    """The default model through the convert steps: plain, fused, INT8 dynamic, INT8 static (100 calib sentences)."""
+    folder = tmp_path_factory.mktemp("speed_default")
+    plain = export_onnx(model_dir=default_model_dir, output=folder / "plain.onnx", num_sentences=4).output
+    fused = optimize_onnx(input=plain, output=folder / "fused.onnx", num_sentences=4).output
+    dyn = quantize_onnx(input=fused, output=folder / "int8_dynamic.onnx", mode="dynamic", check_sentences=N_REAL)
+    static = quantize_onnx(input=fused, output=folder / "int8_static.onnx", mode="static", calib_sentences=100,
+                           check_sentences=N_REAL)
+    return {"plain": plain, "fused": fused, "int8_dynamic": dyn.output, "int8_static": static.output,
+            "results": {"int8_dynamic": dyn, "int8_static": static}}
+
+
+# ---------------------------------------------------------------- convert.optimize
+
+def test_optimize_fuses_attention_in_every_layer(tiny_graphs):
+    result = tiny_graphs["fused_result"]
+    assert result.dims.num_layers == 2 and result.dims.num_heads == 4 and result.dims.hidden_size == 64
+    assert result.fused == {"EmbedLayerNormalization": 1, "Attention": 2, "BiasGelu": 2, "SkipLayerNormalization": 4}
+    assert result.attention_complete
+    assert result.check.max_abs_diff < 1e-4
+    ops = onnx_io.op_counts(onnx_io.load(tiny_graphs["fused"]))
+    assert ops["Attention"] == 2 and ops["Softmax"] == 0
+    meta = onnx_io.metadata(onnx_io.load(tiny_graphs["fused"]))
+    assert json.loads(meta["fused_operators"])["Attention"] == 2
+    assert "source_model_dir" in meta  # the export's metadata survives (the benchmark and quantize read it)
+
+
+def test_optimize_cli_prints_counts(tiny_graphs, tmp_path):
+    out = tmp_path / "f.onnx"
+    result = CliRunner().invoke(optimize_main, ["--input", str(tiny_graphs["plain"]), "--output", str(out),
+                                                "--num_sentences", "4"])
+    assert result.exit_code == 0, result.output
+    assert "Attention                    2         2" in result.output
+    assert "SkipLayerNormalization       4         4" in result.output
+    assert "check vs input graph: max |diff|" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.onnx"]
+
+
+def test_optimize_partial_fusion_fails_unless_allowed(tiny_graphs, tmp_path):
+    out = tmp_path / "sdpa_fused.onnx"
+    result = CliRunner().invoke(optimize_main, ["--input", str(tiny_graphs["sdpa"]), "--output", str(out),
+                                                "--num_sentences", "4"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: Attention fused in 0 of 2 layers")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    partial = optimize_onnx(input=tiny_graphs["sdpa"], output=out, allow_partial=True, num_sentences=4)
+    assert not partial.attention_complete and partial.warnings and out.is_file()
+
+
+def test_optimize_dims_from_flags_or_graph(tiny_graphs, tmp_path):
+    from convert.optimize import model_dims
+
+    model = onnx_io.load(tiny_graphs["plain"])
+    assert model_dims(model, num_heads=4, hidden_size=64).num_layers == 2
+    with pytest.raises(UserError, match="no config.json"):
+        model_dims(model, model_dir=tmp_path)
+    with pytest.raises(UserError, match="must differ"):
+        optimize_onnx(input=tiny_graphs["plain"], output=tiny_graphs["plain"])
+
+
+# ---------------------------------------------------------------- convert.quantize
+
+@pytest.mark.parametrize("mode, expected", [
+    ("dynamic", {"QAttention": 2, "MatMulInteger": 6}),
+    ("static", {"QAttention": 2, "QuantizeLinear": 6}),
+])
+def test_quantize_structure(tiny_graphs, tmp_path, mode, expected):
+    out = tmp_path / f"{mode}.onnx"
+    extra = {"calib_sentences": 20} if mode == "static" else {}
+    result = quantize_onnx(input=tiny_graphs["fused"], output=out, mode=mode, min_agreement=0.0,
+                           check_sentences=20, **extra)
+    ops = onnx_io.op_counts(onnx_io.load(out))
+    for op, count in expected.items():
+        assert ops[op] == count, ops
+    # the classifier stays float: a plain MatMul on float inputs; every other MatMul is quantized
+    assert result.kept_float == tuple(classifier_nodes(onnx_io.load(tiny_graphs["fused"])))
+    graph = onnx_io.load(out).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    float_matmuls = [n.name for n in graph.node if n.op_type == "MatMul"
+                     and not any(producer.get(i) == "DequantizeLinear" for i in n.input)]
+    assert float_matmuls == list(result.kept_float)
+    assert json.loads(onnx_io.metadata(onnx_io.load(out))["quantization"])["mode"] == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_quantize_refuses_a_bad_agreement(tiny_graphs, tmp_path):
+    out = tmp_path / "q.onnx"
+    with pytest.raises(ValidationError, match="word labels agree"):
+        quantize_onnx(input=tiny_graphs["fused"], output=out, mode="dynamic", min_agreement=1.01, check_sentences=5)
+    assert not out.exists()
+    with pytest.raises(UserError, match="--calib_file is for --mode static"):
+        quantize_onnx(input=tiny_graphs["fused"], output=out, mode="dynamic", calib_file="x")
+
+
+# ---------------------------------------------------------------- the engine
+
+def _aligner_labels(tokenizer, sentences, max_len, logits_fn):
+    """The reference: preprocess.align (what bin_create writes) + words_to_labels."""
+    from preprocess.align import Aligner, words_to_labels
+
+    aligner = Aligner(tokenizer, max_len)
+    samples = [s for i, words in enumerate(sentences) for s in aligner.samples(i, words)]
+    logits = [logits_fn(np.asarray(s.input_ids)) for s in samples]
+    out = words_to_labels(samples, logits, {i: len(w) for i, w in enumerate(sentences)},
+                          {i: str(i) for i in range(9)})
+    return [out[i] for i in range(len(sentences))]
+
+
+def _fake_logits(ids):
+    """Deterministic per-token logits from the token ids alone (padding cannot change them)."""
+    ids = np.asarray(ids)
+    return np.stack([np.sin(ids * (k + 1) * 0.37) for k in range(9)], axis=-1)
+
+
+@pytest.mark.parametrize("max_len", [512, 12])
+def test_engine_matches_the_aligner(tokenizer, conll_sentences, max_len):
+    sentences = [list(s.words) for s in conll_sentences[:80]] + [["x"] * 30, ["\u200b", "a"]]
+    rows = encode(tokenizer, sentences, max_len)
+    if max_len == 12:
+        assert rows.windowed > 0  # long sentences went through windows
+    for policy in (BatchPolicy(max_rows=7), BatchPolicy(max_rows=64, max_tokens=200),
+                   BatchPolicy(max_rows=8, sort=False, pad_to=max_len)):
+        batches = plan(rows, policy)
+        assert sorted(int(r) for b in batches for r in b.rows) == list(range(rows.num_rows))
+        for b in batches:
+            assert b.length >= rows.lengths[b.rows].max()
+            if policy.max_tokens:
+                assert len(b.rows) == 1 or len(b.rows) * b.length <= policy.max_tokens
+        flat = run_plan(rows, batches, lambda feed: _fake_logits(feed["input_ids"]),
+                        ["input_ids", "attention_mask", "token_type_ids"])
+        got = split_labels(flat, rows.offsets, {i: str(i) for i in range(9)})
+        assert got == _aligner_labels(tokenizer, sentences, max_len, _fake_logits)
+
+
+def test_make_feed_pads_and_masks(tokenizer):
+    rows = encode(tokenizer, [["Hello", "world"], ["A"]], 512)
+    batch = plan(rows, BatchPolicy(max_rows=2))[0]
+    feed = make_feed(rows, batch, ["input_ids", "attention_mask"], pad_id=0)
+    assert set(feed) == {"input_ids", "attention_mask"}
+    lengths = rows.lengths[batch.rows]
+    assert feed["attention_mask"].sum(1).tolist() == lengths.tolist()
+    assert feed["input_ids"].dtype == np.int64 and (feed["input_ids"][feed["attention_mask"] == 0] == 0).all()
+
+
+def test_flops_formula_minilm():
+    shape = EncoderShape(layers=6, hidden=384, intermediate=1536, labels=9)
+    assert round(shape.flops_per_token() / 1e6, 1) == 21.2
+    assert shape.flops(np.array([10])) == 10 * shape.flops_per_token() + 6 * 4 * 384 * 100
+
+
+def test_io_binding_gives_the_same_logits(tiny_graphs, tokenizer, conll_sentences):
+    from infer.runners.onnxrt import OrtRunner
+
+    rows = encode(tokenizer, [s.words for s in conll_sentences[:16]], 512)
+    feed = make_feed(rows, plan(rows, BatchPolicy(max_rows=16))[0], ["input_ids", "attention_mask", "token_type_ids"])
+    outs = []
+    for binding in (False, True):
+        with OrtRunner.from_path(tiny_graphs["fused"], io_binding=binding) as runner:
+            outs.append(runner.infer(feed)["logits"])
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_matmul_peak_measures_something():
+    from infer.bench_peak import matmul_peak
+
+    peak, timings = matmul_peak([(64, 32, 48)], repeats=3)
+    assert peak > 0 and timings[0].gflops == peak
+
+
+# ---------------------------------------------------------------- every path, real sentences, default model
+
+def test_every_path_gives_pytorchs_labels(real_models, default_model_dir, conll_sentences):
+    from transformers import AutoTokenizer
+
+    from common.model_spec import read_model_spec
+    from infer.bench_paths import OrtPath, PipelinePath, TorchPath, agreement
+    from infer.benchmark import OLD_RECIPE
+
+    spec = read_model_spec(default_model_dir)
+    tok = AutoTokenizer.from_pretrained(default_model_dir)
+    sentences = [list(s.words) for s in conll_sentences[:N_REAL]]
+    policy = BatchPolicy(max_rows=16, max_tokens=1024)
+
+    def labels(path):
+        path.load()
+        try:
+            return path.predict(sentences)
+        finally:
+            path.close()
+
+    torch_labels = labels(TorchPath(default_model_dir, 2, policy, tok, spec))
+    assert sum(len(s) for s in torch_labels) == sum(len(s) for s in sentences)
+    common = dict(tokenizer=tok, spec=spec)
+    fp32 = {
+        "hf_pipeline": PipelinePath(default_model_dir, 2),
+        "ort_fixed512": OrtPath("f", real_models["plain"], OLD_RECIPE, what="", **common),
+        "ort_bucketed_fp32": OrtPath("b", real_models["plain"], policy, what="", **common),
+        "ort_fused_fp32": OrtPath("u", real_models["fused"], policy, what="", **common),
+    }
+    for name, path in fp32.items():
+        if name == "ort_fixed512":  # 512 positions per sentence: 16 sentences say as much as 50
+            path.load()
+            assert path.predict(sentences[:16]) == torch_labels[:16], name
+            path.close()
+            continue
+        assert labels(path) == torch_labels, name
+    for name in ("int8_dynamic", "int8_static"):
+        got = labels(OrtPath(name, real_models[name], policy, what="", **common))
+        assert agreement(got, torch_labels) >= 0.97, name
+
+
+def test_quantized_models_are_smaller_and_agree(real_models):
+    for name, result in real_models["results"].items():
+        assert result.size_output_mb < 0.75 * result.size_input_mb, name
+        assert result.agreement >= 0.97, name
+
+
+# ---------------------------------------------------------------- the benchmark command
+
+def test_benchmark_end_to_end_tiny(tiny_model_dir, conll_sentences, tmp_path, monkeypatch):
+    """The whole benchmark on the tiny model and 24 sentences: JSON keys, Markdown, plot, file flow."""
+    from infer.benchmark import main as bench_main
+
+    data = tmp_path / "mini.txt"
+    data.write_text("-DOCSTART- -X- -X- O\n\n" + "\n\n".join(
+        "\n".join(f"{w} {t}" for w, t in zip(s.words, s.tags)) for s in conll_sentences[:24]) + "\n", encoding="utf-8")
+    out = tmp_path / "b"
+    args = ["--model_dir", str(tiny_model_dir), "--input_file", str(data), "--sample", "12", "--repeats", "1",
+            "--warmup", "4", "--work_dir", str(tmp_path / "work"), "--calib_sentences", "10",
+            "--json", str(out / "b.json"), "--markdown", str(out / "b.md")]
+    try:
+        import matplotlib  # noqa: F401
+
+        args += ["--plot", str(out / "b.png")]
+    except ImportError:
+        pass
+    import infer.bench_peak as peak_mod
+
+    monkeypatch.setattr(peak_mod, "DEFAULT_SHAPES", ((128, 64, 64),))
+    result = CliRunner().invoke(bench_main, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "b.json").read_text())
+    assert {"machine", "runs", "fp32_fraction_of_peak", "batch_table", "file_flow", "acceptance"} <= set(report)
+    assert {"cores", "matmul_peak_gflops"} <= set(report["machine"])
+    names = [r["name"] for r in report["runs"]]
+    assert names == ["hf_pipeline", "torch_batched", "ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32",
+                     "ort_int8_dynamic", "ort_int8_static"]
+    for run in report["runs"]:
+        assert {"name", "sentences_per_s", "f1", "model_mb", "peak_rss_mb"} <= set(run)
+        assert run["sentences_per_s"] > 0
+    by = {r["name"]: r for r in report["runs"]}
+    for name in ("ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32"):
+        assert by[name]["f1"] == by["torch_batched"]["f1"], name
+        assert by[name]["label_agreement_vs_torch"] == 1.0, name
+    assert [r["batch_size"] for r in report["batch_table"]] == [1, 4, 8, 16, 32, 64]
+    flow = report["file_flow"]
+    assert set(flow["stages"]) == {"bin_create_s", "infer_s", "bert_metric_s"}
+    assert flow["same_f1"] is True and flow["sentences"] == 24
+    md = (out / "b.md").read_text()
+    assert "| ort_fused_fp32 |" in md and "python -m infer.benchmark" in md
+    assert Counter(c["id"] for c in report["acceptance"])["2"] == 1
+
+
+def test_benchmark_rejects_unknown_path(tiny_model_dir, tmp_path):
+    from infer.benchmark import run_benchmark
+
+    with pytest.raises(UserError, match="unknown path"):
+        run_benchmark(model_dir=tiny_model_dir, input_file=tmp_path / "x.txt", paths=["nope"])
