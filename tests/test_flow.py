@@ -1,0 +1,57 @@
+"""The whole ModelZoo flow through its entry points, as a user runs them, on a tiny real model."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*argv, cwd=ROOT):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{argv}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc.stdout + proc.stderr
+
+
+def test_every_stage_through_its_entry_point(tmp_path, tiny_model_dir, conll_sentences):
+    sentences = conll_sentences[:60]
+    long_words = [w for s in conll_sentences[60:200] for w in s.words][:900]
+    long_tags = [t for s in conll_sentences[60:200] for t in s.tags][:900]
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for s in sentences:
+        lines += [f"{w} NNP O {t}" for w, t in zip(s.words, s.tags)] + [""]
+    lines += [f"{w} NNP O {t}" for w, t in zip(long_words, long_tags)]  # no final blank line
+    data = tmp_path / "data.txt"
+    data.write_text("\r\n".join(lines), encoding="utf-8")  # CRLF too
+    py = sys.executable
+
+    out = run(py, "bin_create.py", "--input_file", str(data), "--model_name_from_hub", str(tiny_model_dir),
+              "--save_dir", str(tmp_path / "bins"), "--seq_len", "128", "--buckets", "32,64")
+    index = next((tmp_path / "bins").glob("*.index.jsonl"))
+    stem = str(index)[: -len(".index.jsonl")]
+    assert "61 sentences" in out
+    run(py, "-m", "convert.export", "--model_dir", str(tiny_model_dir), "--output", str(tmp_path / "m.onnx"))
+    out = run(py, "fix_onnx.py", str(tmp_path / "m.onnx"), str(tmp_path / "m_fix.onnx"))
+    assert "2 of 2 Softmax" in out
+    inputs = ",".join(f"{stem}/{name}" for name in ("input_ids", "attention_mask", "token_type_ids"))
+    run(py, "-m", "infer", "--model", str(tmp_path / "m_fix.onnx"), "--input", inputs,
+        "--output", str(tmp_path / "result"), "--outfmt", "NPY", "--batchsize", "8")
+    (result_dir,) = [p for p in (tmp_path / "result").iterdir() if p.is_dir()]
+    summary = json.loads(Path(f"{result_dir}_summary.json").read_text())
+    assert {"filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
+            "npu_compute_time_list", "pid"} <= set(summary)
+    run(py, "bert_metric.py", "--result_dir", str(result_dir), "--anno_file", f"{stem}.anno",
+        "--predictions", str(tmp_path / "pred.txt"))
+    result = json.loads((result_dir / "result.json").read_text())
+    assert result["num_sentences"] == 61
+    assert result["num_words"] == sum(len(s) for s in sentences) + 900
+    assert result["missing"] == []
+    blocks = (tmp_path / "pred.txt").read_text().strip("\n").split("\n\n")
+    assert len(blocks) == 61 and len(blocks[-1].splitlines()) == 900  # all 900 words labelled
+    run(py, "-m", "infer", "--model", str(tmp_path / "m_fix.onnx"), "--input", inputs,
+        "--output", str(tmp_path / "result"), "--outfmt", "NPY", "--batchsize", "8")
+    assert [p for p in (tmp_path / "result").iterdir() if p.is_dir()] == [result_dir]  # resumed, not redone
