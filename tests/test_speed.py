@@ -19,7 +19,7 @@ from convert import onnx_io
 from convert.export import export_onnx
 from convert.optimize import main as optimize_main, optimize_onnx
 from convert.quantize import classifier_nodes, quantize_onnx
-from infer.bench_core import (BatchPolicy, EncoderShape, Rows, encode, make_feed, plan, run_plan, split_labels)
+from infer.bench_core import BatchPolicy, EncoderShape, encode, make_feed, plan, run_plan, split_labels
 
 N_REAL = 50  # default-model sentences
 
