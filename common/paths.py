@@ -6,6 +6,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_NAME = "minilm-l6-conll03"
+# CANN's environment script, sourced before atc / ais_bench can run (named in their "not found" errors).
+CANN_SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 DEFAULT_MODEL_DIR = Path(os.environ.get("NER_DEFAULT_MODEL", ROOT / "models" / DEFAULT_MODEL_NAME))
 
 

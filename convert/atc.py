@@ -22,8 +22,8 @@ from pathlib import Path
 import click
 
 from common.errors import InputFileError, ToolMissingError, UserError, handle_errors
+from common.paths import CANN_SET_ENV
 
-CANN_SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 
 # --precision_mode values ATC documents (CANN 6 to 8).
 PRECISION_MODES = ("allow_fp32_to_fp16", "force_fp16", "must_keep_origin_dtype", "allow_mix_precision",

@@ -131,12 +131,10 @@ class SentenceReader:
     """onnxruntime.quantization's CalibrationDataReader over real sentences, one unpadded sentence per call."""
 
     def __init__(self, tokenizer, sentences, input_names, max_len: int = 512):
-        self._feeds = []
-        for words in sentences:
-            enc = tokenizer(list(words), is_split_into_words=True, truncation=True, max_length=max_len)
-            ids = np.asarray([enc["input_ids"]], dtype=np.int64)
-            full = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-            self._feeds.append({name: full[name] for name in input_names})
+        from .check import encode_batches
+
+        # batches of one, padded to their own length: each feed is one unpadded sentence
+        self._feeds = encode_batches(tokenizer, sentences, input_names, batch_size=1, max_len=max_len)
         self._iter = iter(self._feeds)
 
     def get_next(self):

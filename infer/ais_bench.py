@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from common.errors import ToolMissingError, UserError
+from common.paths import CANN_SET_ENV
 
-CANN_SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 AIS_BENCH_WHEEL_HINT = ("the ais_bench wheel (from the ait repository, "
                         "ait/components/benchmark: pip install ./ais_bench-*.whl)")
 

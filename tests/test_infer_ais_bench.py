@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 import infer.ais_bench as ais
@@ -40,13 +41,20 @@ def test_om_without_ais_bench_is_a_one_line_error(tmp_path, monkeypatch):
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
-def test_om_model_routes_to_ais_bench(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_ais_bench(tmp_path, monkeypatch):
+    """ais_bench 'installed', its runs recorded instead of executed; and an .om file to give it."""
     calls = []
     monkeypatch.setattr(ais, "ais_bench_available", lambda: True)
     monkeypatch.setattr(subprocess, "run", lambda argv, check: calls.append(argv) or
                         subprocess.CompletedProcess(argv, 0))
     model = tmp_path / "bert.om"
     model.write_bytes(b"\0")
+    return calls, model
+
+
+def test_om_model_routes_to_ais_bench(fake_ais_bench):
+    calls, model = fake_ais_bench
     result = CliRunner().invoke(infer_command, ["--model", str(model), "--input", "d/a,d/b", "--output", "out",
                                                 "--outfmt", "NPY", "--batchsize", "4"])
     assert result.exit_code == 0, result.output
@@ -60,7 +68,7 @@ def test_missing_om_model_file(tmp_path):
     assert result.exit_code == 1 and "x.om: model file does not exist" in result.stderr
 
 
-def test_bucketed_inputs_run_once_per_gear_into_one_folder(tmp_path, monkeypatch, tiny_model_dir, conll_sentences):
+def test_bucketed_inputs_run_once_per_gear_into_one_folder(tmp_path, fake_ais_bench, tiny_model_dir, conll_sentences):
     """bin_create --buckets mixes lengths; each ais_bench run gets only its gear's samples and --dymDims."""
     from preprocess.pipeline import create_bins
 
@@ -68,12 +76,7 @@ def test_bucketed_inputs_run_once_per_gear_into_one_folder(tmp_path, monkeypatch
     data.write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in zip(s.words, s.tags))
                                 for s in conll_sentences[:40]) + "\n", encoding="utf-8")
     binset = create_bins(data, tiny_model_dir, tmp_path / "bins", seq_len=64, buckets="16,32", show_progress=False)
-    calls = []
-    monkeypatch.setattr(ais, "ais_bench_available", lambda: True)
-    monkeypatch.setattr(subprocess, "run", lambda argv, check: calls.append(argv) or
-                        subprocess.CompletedProcess(argv, 0))
-    model = tmp_path / "bert.om"
-    model.write_bytes(b"\0")
+    calls, model = fake_ais_bench
     inputs = ",".join(str(d) for d in binset.input_dirs())
     result = CliRunner().invoke(infer_command, ["--model", str(model), "--input", inputs, "--output",
                                                 str(tmp_path / "out"), "--outfmt", "NPY", "--batchsize", "1"])
