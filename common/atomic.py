@@ -1,41 +1,160 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename.
 
-A crash or a Ctrl-C never leaves a half-written output under the final name.
+A crash, a Ctrl-C or a kill -9 never leaves a half-written output under the final name: the
+temporary is `.<name>.<8 random chars>.tmp` beside the target. A writer that is killed outright
+cannot clean up after itself, so `remove_stale_temporaries` lets the next run do it. While a write
+is in progress the writer holds an exclusive `flock` on its temporary, which is how a cleanup run
+tells a live writer's file (left alone) from a dead one's (removed): the kernel drops the lock
+when the writer dies.
+
+Files are created the way a plain `open()` creates them (0666 minus the umask), not 0600 as
+`tempfile.mkstemp` would; `mode=` sets an exact mode instead, whatever the umask.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
+import secrets
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; cleanup then treats every matching temporary as stale
+    fcntl = None
+
+# the same alphabet and length as tempfile's names, so the pattern below is the writer's own
+_RANDOM_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_RANDOM_LENGTH = 8
+TEMPORARY_PATTERN = re.compile(r"\..+\.[a-z0-9_]{%d}\.tmp" % _RANDOM_LENGTH, re.DOTALL)
+
+
+def temporary_name(target_name: str) -> str:
+    random_part = "".join(secrets.choice(_RANDOM_ALPHABET) for _ in range(_RANDOM_LENGTH))
+    return f".{target_name}.{random_part}.tmp"
+
+
+def create_locked(path) -> int | None:
+    """Create `path` exclusively (O_EXCL, mode as open() gives) and hold an flock on it: the lock
+    says "a live process owns this file" until the descriptor is closed or the process dies.
+    Returns the descriptor, or None when `path` already exists."""
+    path = Path(path)
+    while True:
+        try:
+            # 0o666 is what open() asks for; the kernel applies the umask, exactly as for open()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            return None
+        if fcntl is None:
+            return fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # a cleanup run may have taken the file for stale in the instant before the lock: make sure
+        # the name still points at our file, else start again
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """Create and lock a fresh temporary beside `path`; returns its descriptor and path."""
+    for _ in range(100):
+        tmp = path.parent / temporary_name(path.name)
+        fd = create_locked(tmp)
+        if fd is not None:
+            return fd, tmp
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
 
 @contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`."""
+def atomic_path(path, mode: int | None = None):
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`.
+
+    The temporary already exists (empty). The final file has the permissions of a plain `open()`,
+    or exactly `mode` when given. On any exception, KeyboardInterrupt included, it is removed and an
+    existing `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = _create_temporary(path)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        try:
+            if mode is not None:  # the owner must be able to write it meanwhile, even for mode=0o444
+                os.chmod(tmp, mode | 0o600)
+            yield tmp
+            if mode is not None:  # now the exact mode (also right if the caller replaced the file)
+                os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(fd)  # releases the lock only after the rename, so cleanup never races a live writer
 
 
-def write_bytes(path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+def write_bytes(path, data: bytes | Iterable[bytes], mode: int | None = None) -> None:
+    """`data` may be one bytes object or an iterable of chunks (written as they come)."""
+    with atomic_path(path, mode=mode) as tmp, open(tmp, "wb") as handle:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            handle.write(data)
+        else:
+            for chunk in data:
+                handle.write(chunk)
 
 
-def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def write_text(path, text: str, mode: int | None = None) -> None:
+    write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
-def write_json(path, obj, indent: int | None = 2) -> None:
-    write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+def write_json(path, obj, indent: int | None = 2, mode: int | None = None) -> None:
+    write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n", mode=mode)
+
+
+def remove_if_stale(path) -> bool:
+    """Remove `path` unless a live process holds the lock `create_locked` took on it; True if removed.
+
+    The file is unlinked while this process holds the lock, so a writer that created it an instant
+    ago (and is waiting for its lock) sees the name gone and starts again rather than losing it."""
+    try:
+        # O_NONBLOCK: should the name have become a FIFO meanwhile, do not hang on it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False  # renamed or removed meanwhile: nothing to clean
+    except PermissionError:
+        return False  # not ours to judge
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder) -> int:
+    """Remove the temporaries (`.<name>.<random>.tmp`, regular files only) that writers killed
+    mid-write left directly in `folder` (not in subfolders); returns how many were removed.
+
+    Temporaries of writes still in progress (another process writing into the same folder) are kept.
+    A missing folder has none."""
+    folder = Path(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    removed = 0
+    for entry in entries:
+        if not TEMPORARY_PATTERN.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        removed += remove_if_stale(entry.path)
+    return removed

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputFileError
+from .checkpoint import check_checkpoint, parse_label_maps, read_config
 
 # The order in which inputs appear in ONNX graphs, .bin folders and ATC shapes.
 CANONICAL_INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
@@ -35,22 +35,16 @@ class ModelSpec:
         return len(self.id2label)
 
 
-def read_model_spec(model_dir) -> ModelSpec:
-    """Read input names and the label map from a local checkpoint folder, without loading weights."""
+def read_model_spec(model_dir, *, weights: bool = False) -> ModelSpec:
+    """Input names and the label map of a local checkpoint folder, without loading weights.
+
+    The folder is validated first (`common.checkpoint.check_checkpoint`): config, labels and
+    tokenizer files always, the safetensors weights too when `weights` (the caller loads them).
+    """
     model_dir = Path(model_dir)
-    config_path = model_dir / "config.json"
-    if not model_dir.is_dir():
-        raise InputFileError(model_dir, "model folder does not exist")
-    if not config_path.is_file():
-        raise InputFileError(model_dir, "not a Hugging Face checkpoint folder (no config.json)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputFileError(config_path, f"not valid JSON ({err})") from None
-    if "id2label" not in config or "label2id" not in config:
-        raise InputFileError(config_path, "has no id2label/label2id: not a token-classification checkpoint")
-    id2label = {int(k): v for k, v in config["id2label"].items()}
-    label2id = {k: int(v) for k, v in config["label2id"].items()}
+    check_checkpoint(model_dir, weights=weights)
+    config = read_config(model_dir)
+    id2label, label2id = parse_label_maps(config, model_dir / "config.json")
     model_type = config.get("model_type", "bert")
     input_names = _input_names(model_dir, model_type)
     return ModelSpec(

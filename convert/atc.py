@@ -3,6 +3,11 @@
 bash convert_om.sh --model X.onnx --bs N --seq_len L --soc_version Ascend310P3 [--output NAME] [--dry-run]
 bash convert_om.sh --model X.onnx --bs N --buckets 32,64,128 --soc_version Ascend310P3   (dynamic gears)
 
+Everything it prints is a bash script (notes are `#` comments): the ATC line, then the ais_bench
+runs that fit the model (per-gear input folders, one shared `--output_dirname`), then the
+bert_metric.py line that scores the whole result. A successful ATC run also leaves a record
+`<output>.atc.json` beside the .om, from which `python -m infer` takes the OM's batch and gears.
+
 Input names come from the ONNX graph itself, so a model without token_type_ids gets a two-input
 --input_shape. Gears use ATC's ND dynamic dims: `-1` for the sequence axis in --input_shape and
 one `--dynamic_dims` profile per bucket, a value for every -1 (ATC accepts 2 to 100 profiles).
@@ -13,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -21,8 +27,10 @@ from pathlib import Path
 
 import click
 
+from common.atomic import write_json
 from common.errors import InputFileError, ToolMissingError, UserError, handle_errors
-from common.paths import CANN_SET_ENV
+from common.paths import CANN_SET_ENV, ROOT
+from preprocess.binfile import GEARS_SUBDIR
 
 
 # --precision_mode values ATC documents (CANN 6 to 8).
@@ -31,6 +39,15 @@ PRECISION_MODES = ("allow_fp32_to_fp16", "force_fp16", "must_keep_origin_dtype",
 # With --optypelist_for_implmode the mode must name one of these (not the *_for_all variants).
 IMPL_MODES = ("high_precision", "high_performance")
 MIN_GEARS, MAX_GEARS = 2, 100
+RECORD_FORMAT = "atc-record/1"
+RECORD_SUFFIX = ".atc.json"
+
+
+def record_path(om_path) -> Path:
+    """`model.om` -> `model.atc.json`: what convert_om.sh built it with."""
+    om_path = Path(om_path)
+    return om_path.with_name(om_path.name[:-3] + RECORD_SUFFIX if om_path.name.endswith(".om")
+                             else om_path.name + RECORD_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -53,18 +70,43 @@ class AtcPlan:
                 parts.append(shlex.quote(arg))
         return " ".join(parts)
 
-    def ais_bench_lines(self) -> list[str]:
-        """One ais_bench call per shape: with gears, `--dymDims` picks the gear (.bin files carry no shape)."""
-        inputs = ",".join(f"<bin_dir>/{name}" for name in self.input_names)
-        base = (f"python3 -m ais_bench --model {shlex.quote(self.output + '.om')} --input \"{inputs}\" "
-                f"--output <out_dir> --outfmt NPY --batchsize {self.batch_size}")
-        if not self.gears:
-            return [base]
-        lines = []
-        for seq in self.seq_lens:
-            dims = ";".join(f"{name}:{self.batch_size},{seq}" for name in self.input_names)
-            lines.append(f'{base} --dymDims "{dims}"')
+    def script_lines(self, *, bin_dir: str | None = None, out_dir: str | None = None) -> list[str]:
+        """What to run after ATC, as lines a user can paste into bash: ais_bench once per gear (each on its
+        own per-gear input folders, all into one `--output_dirname`), then bert_metric.py on that folder.
+        Paths go through $BIN_DIR (bin_create.py's bert_bin_<ts> folder) and $OUT_DIR."""
+        om = self.output + ".om"
+        run_name = Path(self.output).name
+        lines = [f"BIN_DIR={shlex.quote(bin_dir)}" if bin_dir else
+                 "# set BIN_DIR to bin_create.py's bert_bin_<ts> folder" +
+                 (f" (made with --buckets {','.join(map(str, self.seq_lens))})" if self.gears else ""),
+                 f"OUT_DIR={shlex.quote(out_dir)}" if out_dir else "# set OUT_DIR to the folder for the results"]
+
+        def ais_bench(folder: str, dims: str | None) -> str:
+            inputs = ",".join(f"{folder}/{name}" for name in self.input_names)
+            line = (f'python3 -m ais_bench --model {shlex.quote(om)} --input "{inputs}" --output "$OUT_DIR" '
+                    f"--output_dirname {shlex.quote(run_name)} --outfmt NPY --batchsize {self.batch_size}")
+            return line + (f' --dymDims "{dims}"' if dims else "")
+
+        if self.gears:
+            lines.append("# ais_bench: one run per gear, each on the samples of its length, all into one folder")
+            for seq in self.seq_lens:
+                folder = f"$BIN_DIR/{GEARS_SUBDIR}/{seq}"
+                dims = ";".join(f"{name}:{self.batch_size},{seq}" for name in self.input_names)
+                lines.append(f'test ! -d "{folder}" || {ais_bench(folder, dims)}')
+        else:
+            lines.append(f"# ais_bench (the inputs must all be {self.seq_lens[0]} tokens: bin_create.py --seq_len "
+                         f"{self.seq_lens[0]} without --buckets)")
+            lines.append(ais_bench("$BIN_DIR", None))
+        metric = ROOT / "bert_metric.py"  # absolute: the lines work from any folder
+        lines.append("# score the whole result")
+        lines.append(f'python3 {shlex.quote(str(metric))} --result_dir "$OUT_DIR/{run_name}" '
+                     f'--anno_file "$BIN_DIR.anno"')
         return lines
+
+    def record(self, om_path) -> dict:
+        return {"format": RECORD_FORMAT, "om": Path(om_path).name, "batch_size": self.batch_size,
+                "input_names": list(self.input_names), "seq_lens": list(self.seq_lens), "gears": self.gears,
+                "atc": self.command_line()}
 
 
 def parse_buckets(text: str | None) -> tuple[int, ...] | None:
@@ -162,6 +204,9 @@ def run_atc(plan: AtcPlan) -> list[Path]:
         for path in made:
             target = final.parent / path.name
             os.replace(path, target)
+            # ais_bench (ait, 2024) refuses a model file that group or others can write
+            os.chmod(target, stat.S_IMODE(target.stat().st_mode) & ~0o022)
+            write_json(record_path(target), plan.record(target))
             moved.append(target)
         return moved
     finally:
@@ -178,22 +223,25 @@ def run_atc(plan: AtcPlan) -> list[Path]:
 @click.option("--precision_mode", default="allow_fp32_to_fp16", show_default=True, type=click.Choice(PRECISION_MODES))
 @click.option("--op_select_implmode", default="high_precision", show_default=True, type=click.Choice(IMPL_MODES))
 @click.option("--optypelist_for_implmode", default="Gelu", show_default=True)
-@click.option("--dry-run", "dry_run", is_flag=True, help="Print the ATC command and exit.")
+@click.option("--bin_dir", default=None, help="bin_create.py's bert_bin_<ts> folder, filled into the printed ais_bench lines.")
+@click.option("--out_dir", default=None, help="Results folder (ais_bench --output), filled into the printed lines.")
+@click.option("--dry-run", "dry_run", is_flag=True, help="Print the commands (ATC, ais_bench, bert_metric.py) and exit.")
 @handle_errors
-def main(dry_run, **kwargs):
-    """Convert an ONNX model to an Ascend OM with ATC (or print the command with --dry-run)."""
+def main(dry_run, bin_dir, out_dir, **kwargs):
+    """Convert an ONNX model to an Ascend OM with ATC (or print the command with --dry-run).
+
+    The output is a bash script: ATC, then ais_bench per gear, then bert_metric.py."""
     plan = plan_atc(**kwargs)
     if not dry_run:
         find_atc()  # before printing anything: without ATC the one line of output is the error
     click.echo(plan.command_line())
     if not dry_run:
         written = run_atc(plan)
-        click.echo(f"wrote {', '.join(map(str, written))}")
-    header = "ais_bench, one run per gear (give each only samples of that length):" if plan.gears else "ais_bench:"
-    click.echo(header)
-    for line in plan.ais_bench_lines():
-        click.echo(f"  {line}")
+        click.echo(f"# wrote {', '.join(map(str, written))} (and its {RECORD_SUFFIX} record)")
+    for line in plan.script_lines(bin_dir=bin_dir, out_dir=out_dir):
+        click.echo(line)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # convert_om.sh says what the user typed, so that --help shows `bash convert_om.sh`, not `python -m`.
+    sys.exit(main(prog_name=os.environ.get("CONVERT_OM_PROG") or None))

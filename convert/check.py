@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from common.errors import UserError, ValidationError
+from common.checkpoint import check_tokenizer_folder
+from common.errors import ValidationError
 from common.model_spec import CANONICAL_INPUT_ORDER
 
 Batch = dict  # input name -> int64 array (batch, seq)
@@ -161,30 +162,39 @@ def batches_for_graph(onnx_path, *, model_dir=None, count: int = DEFAULT_SENTENC
         count = max(fixed_batch, (count // fixed_batch) * fixed_batch)
     tok_dir = _tokenizer_dir(model_dir, session)
     if tok_dir is None:
-        vocab = embedding_rows(onnx_path)
+        vocab = graph_embedding_rows(onnx_path) or SAFE_SYNTHETIC_VOCAB
         return (synthetic_batches(vocab, names, count=count, batch_size=batch_size, seq_len=fixed_seq),
                 "random token ids: no tokenizer found, pass --model_dir for real sentences")
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(checked_tokenizer_dir(tok_dir, onnx_path)))
     sentences, source = real_sentences(count, data_dir)
     return encode_batches(tokenizer, sentences, names, batch_size=batch_size, seq_len=fixed_seq), source
 
 
+def checked_tokenizer_dir(folder, onnx_path) -> Path:
+    """`folder`, once it has tokenizer files whose ids all fit the graph's embedding table."""
+    check_tokenizer_folder(folder, embedding_rows=graph_embedding_rows(onnx_path), rows_from=Path(onnx_path).name)
+    return Path(folder)
+
+
 def _tokenizer_dir(model_dir, session) -> Path | None:
     if model_dir is not None:
-        model_dir = Path(model_dir)
-        if not (model_dir / "tokenizer_config.json").is_file() and not (model_dir / "tokenizer.json").is_file():
-            raise UserError(f"{model_dir}: no tokenizer there (tokenizer_config.json / tokenizer.json)")
-        return model_dir
+        return Path(model_dir)
     recorded = session.get_modelmeta().custom_metadata_map.get("source_model_dir")
-    if recorded and (Path(recorded) / "tokenizer_config.json").is_file():
+    # A folder that has moved away since the export is no error (random ids stand in); one that is
+    # still there but has lost its tokenizer is, and check_tokenizer_folder says so.
+    if recorded and Path(recorded).is_dir():
         return Path(recorded)
     return None
 
 
-def embedding_rows(onnx_path) -> int:
-    """Vocabulary size: rows of the initializer that `input_ids` indexes (the word embeddings)."""
+# Ids below this are valid for any BERT-family vocabulary (used when the graph's table is not found).
+SAFE_SYNTHETIC_VOCAB = 1000
+
+
+def graph_embedding_rows(onnx_path) -> int | None:
+    """Rows of the initializer that `input_ids` indexes (the word embeddings); None if not found."""
     from .onnx_io import load
 
     model = load(onnx_path, load_external_data=False)
@@ -192,7 +202,7 @@ def embedding_rows(onnx_path) -> int:
     for node in model.graph.node:
         if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == "input_ids" and node.input[0] in inits:
             return int(inits[node.input[0]].dims[0])
-    return 1000  # no embedding found: small ids are valid for any vocabulary
+    return None
 
 
 # ---------------------------------------------------------------- runners

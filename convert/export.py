@@ -15,6 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -47,10 +48,13 @@ class ExportResult:
 def export_onnx(*, model_dir, output, opset: int = DEFAULT_OPSET, static: bool = False,
                 batch_size: int | None = None, seq_len: int | None = None, atol: float = DEFAULT_ATOL,
                 attn_implementation: str = DEFAULT_ATTENTION, num_sentences: int = DEFAULT_SENTENCES,
-                data_dir=None) -> ExportResult:
-    """Export `model_dir` to `output` and check it against PyTorch; raises ValidationError if they differ."""
+                data_dir=None, log: Callable[[str], None] = lambda message: None) -> ExportResult:
+    """Export `model_dir` to `output` and check it against PyTorch; raises ValidationError if they differ.
+
+    `log` gets one line as each slow step starts (loading, exporting, checking).
+    """
     started = time.perf_counter()
-    spec = read_model_spec(model_dir)
+    spec = read_model_spec(model_dir, weights=True)
     output = Path(output)
     if static and (not batch_size or not seq_len):
         raise UserError("--static needs --batch_size and --seq_len")
@@ -63,7 +67,7 @@ def export_onnx(*, model_dir, output, opset: int = DEFAULT_OPSET, static: bool =
 
     import torch
 
-
+    log(f"loading {spec.model_dir} with PyTorch ...")
     model, tokenizer = _load(spec, attn_implementation)
     names = list(spec.input_names)
     sentences, source = check.real_sentences(max(num_sentences, 2), data_dir)
@@ -78,6 +82,7 @@ def export_onnx(*, model_dir, output, opset: int = DEFAULT_OPSET, static: bool =
 
     with onnx_io.staged_output(output) as staged:
         raw = staged.parent / "torch_export.onnx"
+        log(f"exporting to ONNX (opset {opset}, {'static' if static else 'dynamic'} shapes) ...")
         _torch_export(model, names, dummy, raw, opset=opset, dynamic_axes=dynamic_axes)
         graph = onnx_io.load(raw)
         _check_interface(graph, names, static=static)
@@ -95,6 +100,7 @@ def export_onnx(*, model_dir, output, opset: int = DEFAULT_OPSET, static: bool =
         files = onnx_io.save(graph, staged)
         del graph
         onnx_io.check_model(staged)
+        log(f"checking {output.name} against PyTorch on {min(num_sentences, len(sentences))} real sentences ...")
         session = check.ort_session(staged)
         batches = check.encode_batches(tokenizer, sentences[:num_sentences], names,
                                        batch_size=batch_size or check.DEFAULT_BATCH, seq_len=seq_len,
@@ -111,6 +117,7 @@ def _load(spec, attn_implementation: str):
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+    _quiet_transformers()  # here, not in main(): the import is slow and must come after the checks
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(spec.model_dir))
     except (OSError, ValueError) as err:
@@ -118,7 +125,8 @@ def _load(spec, attn_implementation: str):
     try:
         # dtype=float32 also casts a checkpoint stored as float16 (the default model is).
         model = AutoModelForTokenClassification.from_pretrained(
-            str(spec.model_dir), dtype=torch.float32, attn_implementation=attn_implementation)
+            str(spec.model_dir), dtype=torch.float32, attn_implementation=attn_implementation,
+            use_safetensors=True)
     except (OSError, ValueError) as err:
         raise InputFileError(spec.model_dir, f"cannot load the checkpoint ({onnx_io.first_line(err)})") from None
     return model.float().eval(), tokenizer
@@ -166,8 +174,6 @@ def _transformers_version() -> str:
     return transformers.__version__
 
 
-
-
 @click.command()
 @click.option("--model_dir", required=True, type=click.Path(path_type=Path), help="Hugging Face checkpoint folder.")
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="ONNX file to write.")
@@ -185,8 +191,7 @@ def _transformers_version() -> str:
 @handle_errors
 def main(**kwargs):
     """Export a token-classification checkpoint to ONNX and check it against PyTorch."""
-    _quiet_transformers()
-    result = export_onnx(**kwargs)
+    result = export_onnx(**kwargs, log=lambda message: click.echo(message, err=True))
     dims = "; ".join(f"{n}{list(d)}" for n, d in zip(result.input_names, result.input_dims))
     click.echo(f"wrote {', '.join(str(f) for f in result.files)} (opset {result.opset}; inputs {dims}; "
                f"output {OUTPUT_NAME})")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from common.errors import ValidationError, handle_errors
+from common.errors import InputFileError, ValidationError, handle_errors
 
 from .check import DEFAULT_ATOL, DEFAULT_SENTENCES, CheckResult
 from .fix_passes import DEFAULT_MASK_VALUE, PASSES, PassReport
@@ -44,7 +44,10 @@ def fix_onnx(*, input, output, passes=None, mask_value: float = DEFAULT_MASK_VAL
     started = time.perf_counter()
     input, output = Path(input), Path(output)
     resolve_passes(passes)  # an unknown pass name fails before the (possibly large) model is read
+    if output.is_dir():
+        raise InputFileError(output, "output path is a folder; give the .onnx file to write")
     model = onnx_io.load(input)
+    _require_attention(model, input)
     reports = run_passes(model, passes, mask_value=mask_value)
     if passes is None and (left := out_of_fp16_constants(model)):
         raise ValidationError(f"constants still outside fp16 range after the passes: {left[:5]}")
@@ -62,6 +65,20 @@ def fix_onnx(*, input, output, passes=None, mask_value: float = DEFAULT_MASK_VAL
                                                    count=num_sentences,
                                                    what=f"fixed {output.name} vs {input.name}")
     return FixResult(output=output, reports=tuple(reports), check=result, seconds=time.perf_counter() - started)
+
+
+# Softmax is the eager/SDPA export; the others are what ORT's transformer fusion leaves in its place.
+ATTENTION_OPS = ("Softmax", "Attention", "MultiHeadAttention", "PackedAttention")
+
+
+def _require_attention(model, path: Path) -> None:
+    """The passes look for BERT's attention mask; a graph without attention has none ("0 of 0")."""
+    from . import onnx_io
+
+    counts = onnx_io.op_counts(model)
+    if not any(counts.get(op) for op in ATTENTION_OPS):
+        raise InputFileError(path, "has no attention (no Softmax or Attention node): not a BERT-family "
+                                   "encoder graph, so there is no attention mask to fix")
 
 
 def _copy_model(source: Path, staged: Path) -> None:

@@ -35,10 +35,16 @@ def load(path, load_external_data: bool = True):
     import onnx
 
     path = require_file(path)
+    if path.stat().st_size == 0:
+        raise InputFileError(path, "is empty (0 bytes), not an ONNX model")
     try:
-        return onnx.load(str(path), load_external_data=load_external_data)
+        model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as err:  # protobuf DecodeError, missing external data, ...
         raise InputFileError(path, f"cannot be read as an ONNX model ({type(err).__name__}: {err})") from None
+    # protobuf parses many non-ONNX byte strings into an empty message instead of failing
+    if not model.graph.node:
+        raise InputFileError(path, "holds no graph (no nodes): not an ONNX model")
+    return model
 
 
 def check_model(path) -> None:

@@ -1,125 +1,110 @@
-"""The demo: a static page and one JSON endpoint on the standard library's http.server.
+"""The demo server: `demo.app` on uvicorn, with limits on what one client can hold.
 
     python -m demo [--model_dir DIR] [--backend onnxrt|torch] [--onnx X.onnx] [--host 127.0.0.1] [--port 7860]
 
-`GET /` is the page (demo/page.html: a text box, the highlighted text, a table of entities).
-`POST /api/predict` takes `{"text": "..."}` and answers `{"text", "entities", "html", "ms"}`: the
-same entities as `python -m infer.predict` and the same markup as its `--html` page
-(`infer.render.marked_html`). The model is loaded once, before the address is printed; requests
-are served on threads and the model runs one request at a time. `--port 0` picks a free port.
+The model is loaded once, before the address is printed (`NER demo on http://HOST:PORT/`);
+`--port 0` picks a free port. One worker thread runs the model (`demo.scheduler`); the event loop
+only parses, checks and answers. Limits:
+
+- a request must arrive whole within `--request-timeout` seconds of its first byte (a client that
+  sends half a request and stalls is disconnected); an idle keep-alive connection is closed after 5 s;
+- at most `--max-connections` connections and requests at once (beyond: 503), headers up to 16 KB;
+- bodies up to 1 MB and texts up to `--max-chars` characters (413);
+- only Host names in the allow-list: the loopback names, `--host` itself, and `--allow-host`
+  (any name when listening on all interfaces without `--allow-host`).
 """
 from __future__ import annotations
 
-import html
-import json
+import asyncio
+import logging
+import socket
 import sys
-import threading
-import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import click
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from common.errors import UserError, handle_errors
 from common.paths import DEFAULT_MODEL_DIR
+from infer.predict import Predictor, quiet_transformers
 
-PAGE = Path(__file__).with_name("page.html")
-MAX_BODY = 1_000_000  # bytes of one request: a long article, not a book
+from .app import LOOPBACK_HOSTS, MAX_CHARS, build_app
+from .scheduler import FairScheduler
+
 DEFAULT_PORT = 7860  # Gradio's, so the seed's users find it where they expect
+REQUEST_TIMEOUT_S = 10.0
+KEEP_ALIVE_S = 5
+MAX_CONNECTIONS = 64
+MAX_HEADER_BYTES = 16 * 1024
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
-def render_page(description: str) -> bytes:
-    from infer.render import ENTITY_CSS
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline for receiving each request whole.
 
-    page = PAGE.read_text(encoding="utf-8")
-    return page.replace("/*ENTITY_CSS*/", ENTITY_CSS).replace("/*MODEL*/", html.escape(description)).encode("utf-8")
+    uvicorn times out idle keep-alive connections, but not a request that stalls halfway (headers
+    or body): without this such a client holds its connection, and a request slot, forever."""
 
+    request_timeout_s = REQUEST_TIMEOUT_S
 
-class DemoApp:
-    """What the handler calls: the page bytes and a thread-safe `predict(text) -> dict`."""
+    def connection_made(self, transport) -> None:
+        self._read_deadline: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm_read_deadline()
 
-    def __init__(self, predictor, description: str):
-        self.predictor = predictor
-        self.page = render_page(description)
-        self._lock = threading.Lock()
-
-    def predict(self, text: str) -> dict:
-        from infer.render import marked_html
-
-        started = time.perf_counter()
-        with self._lock:
-            prediction = self.predictor.predict([text])[0]
-        out = prediction.to_dict()
-        out["html"] = marked_html(prediction.text, prediction.entities)
-        out["ms"] = (time.perf_counter() - started) * 1000.0
-        return out
-
-
-class Handler(BaseHTTPRequestHandler):
-    server_version = "ner-demo/1"
-    app: DemoApp  # set on the subclass that `make_server` builds
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        path = self.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
-            self._send(HTTPStatus.OK, self.app.page, "text/html; charset=utf-8")
-        elif path == "/healthz":
-            self._json(HTTPStatus.OK, {"ok": True})
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+            self._arm_read_deadline()  # a request has begun (or a pipelined one waits): it must finish
         else:
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
+            self._disarm_read_deadline()
 
-    def do_POST(self):  # noqa: N802
-        if self.path.split("?", 1)[0] != "/api/predict":
-            self._json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: {self.path}"})
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 < length <= MAX_BODY:
-            self._json(HTTPStatus.BAD_REQUEST if length <= 0 else HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                       {"error": f"expected a JSON body of 1 to {MAX_BODY} bytes"})
-            return
-        try:
-            body = json.loads(self.rfile.read(length).decode("utf-8"))
-            text = body["text"]
-            if not isinstance(text, str):
-                raise TypeError
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-            self._json(HTTPStatus.BAD_REQUEST, {"error": 'expected {"text": "..."}'})
-            return
-        try:
-            self._json(HTTPStatus.OK, self.app.predict(text))
-        except UserError as err:
-            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(err)})
+    def connection_lost(self, exc) -> None:
+        self._disarm_read_deadline()
+        super().connection_lost(exc)
 
-    def _json(self, status, obj) -> None:
-        self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"), "application/json; charset=utf-8")
+    def _arm_read_deadline(self) -> None:
+        if self._read_deadline is None and not self.transport.is_closing():
+            self._read_deadline = self.loop.call_later(self.request_timeout_s, self._read_timed_out)
 
-    def _send(self, status, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(data)
+    def _disarm_read_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-        if getattr(self.server, "verbose", False):
-            super().log_message(format, *args)
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+            self.logger.info("closing a connection whose request did not arrive in %ss", self.request_timeout_s)
+            self.transport.close()
 
 
-def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                verbose: bool = False) -> ThreadingHTTPServer:
-    handler = type("DemoHandler", (Handler,), {"app": app})
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket (so the printed port is the real one, and connections queue at once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(MAX_CONNECTIONS)
     except OSError as err:
-        raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); try another --port") from None
-    server.daemon_threads = True
-    server.verbose = verbose
-    return server
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({err.strerror or err}); try another --port or --host") \
+            from None
+    return sock
+
+
+def allowed_hosts(host: str, extra: tuple[str, ...]):
+    """Host names to answer to; None (any) when listening everywhere and no --allow-host names one."""
+    if host in WILDCARD_HOSTS and not extra:
+        return None
+    return (*LOOPBACK_HOSTS, *([] if host in WILDCARD_HOSTS else [host]), *extra)
+
+
+def url_of(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 @click.command(name="demo", context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,26 +116,37 @@ def make_server(app: DemoApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port (0: any free one).")
+@click.option("--allow-host", "--allow_host", "allow_host", multiple=True,
+              help="Another Host name to answer to (repeatable); the loopback names and --host always are.")
+@click.option("--max-chars", "--max_chars", "max_chars", type=click.IntRange(1), default=MAX_CHARS,
+              show_default=True, help="Longest text one request may send.")
+@click.option("--request-timeout", "--request_timeout", "request_timeout", type=click.FloatRange(0.1),
+              default=REQUEST_TIMEOUT_S, show_default=True, help="Seconds a client has to send a whole request.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads [default: physical cores].")
 @click.option("--verbose", is_flag=True, help="Log every request.")
 @handle_errors
-def main(model_dir, backend, onnx, host, port, threads, verbose):
+def main(model_dir, backend, onnx, host, port, allow_host, max_chars, request_timeout, threads, verbose):
     """Serve a page where you type text and see its named entities."""
-    from infer.predict import Predictor, _quiet_transformers
-
-    _quiet_transformers()
+    quiet_transformers()
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    sock = listen(host, port)
     predictor = Predictor(model_dir, backend=backend, onnx=onnx, threads=threads, log=log).activate()
-    predictor.predict(["warm up ."])  # the first run builds kernels; do not make the first visitor wait
-    description = f"{Path(model_dir).resolve().name} · {backend}"
-    server = make_server(DemoApp(predictor, description), host, port, verbose)
-    url = f"http://{host}:{server.server_address[1]}/"
-    click.echo(f"NER demo on {url} (Ctrl-C to stop)")
-    sys.stdout.flush()
+    scheduler = None
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        predictor.predict(["warm up ."])  # the first run builds kernels; do not make the first visitor wait
+        scheduler = FairScheduler(lambda text: predictor.predict([text])[0].entities)
+        app = build_app(scheduler, f"{Path(model_dir).resolve().name} · {backend}",
+                        allowed_hosts(host, allow_host), max_chars=max_chars)
+        protocol = type("DemoH11Protocol", (DeadlineH11Protocol,), {"request_timeout_s": request_timeout})
+        config = uvicorn.Config(app, http=protocol, log_level="info" if verbose else "warning", access_log=verbose,
+                                timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS,
+                                h11_max_incomplete_event_size=MAX_HEADER_BYTES, server_header=False)
+        click.echo(f"NER demo on {url_of(host, sock.getsockname()[1])} (Ctrl-C to stop)")
+        sys.stdout.flush()
+        logging.getLogger("demo").setLevel(logging.INFO)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
-        server.server_close()
+        if scheduler is not None:
+            scheduler.close()
         predictor.close()
+        sock.close()

@@ -19,9 +19,8 @@ by `convert.export`; `torch` runs the checkpoint itself, to compare with.
 from __future__ import annotations
 
 import io
-
-import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,73 +34,14 @@ from common.errors import InputFileError, UserError, ValidationError, handle_err
 from common.model_spec import OUTPUT_NAME, read_model_spec
 from common.paths import DEFAULT_MODEL_DIR
 
+from .onnx_cache import cached_onnx_path, ensure_onnx, quiet_transformers  # noqa: F401 - cached_onnx_path: API
+from .render import page, pretty
 from .text import Prediction, entities, read_texts, word_spans
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_BATCH = 8
-CACHE_DIR = ".onnx-cache"
 # Texts handled per round: output streams while a long stdin is still being read.
 TEXTS_PER_ROUND = 64
-# What decides whether a cached export still belongs to the checkpoint.
-_FINGERPRINT_GLOBS = ("config.json", "tokenizer.json", "*.safetensors", "*.bin")
-
-
-# -- the ONNX file ---------------------------------------------------------------------------------------
-def checkpoint_fingerprint(model_dir) -> str:
-    """Names, sizes and mtimes of the checkpoint's config, tokenizer and weight files, hashed."""
-    model_dir = Path(model_dir)
-    h = hashlib.sha256()
-    for pattern in _FINGERPRINT_GLOBS:
-        for path in sorted(model_dir.glob(pattern)):
-            st = path.stat()
-            h.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def cached_onnx_path(model_dir) -> Path:
-    """`<model_dir>/.onnx-cache/model-<fingerprint>.onnx`: a changed checkpoint gets a new export."""
-    return Path(model_dir) / CACHE_DIR / f"model-{checkpoint_fingerprint(model_dir)}.onnx"
-
-
-def ensure_onnx(model_dir, onnx=None, log: Callable[[str], None] = lambda msg: None) -> Path:
-    """The ONNX file to run: `onnx` if it exists, else exported there (or into the cache) now.
-
-    Export goes through `convert.export.export_onnx`: written atomically, and only after the graph
-    has matched PyTorch on real sentences.
-    """
-    if onnx is not None:
-        onnx = Path(onnx)
-        if onnx.is_file():
-            return onnx
-        if onnx.exists():
-            raise InputFileError(onnx, "--onnx is not a file")
-        target = onnx
-    else:
-        target = cached_onnx_path(model_dir)
-        if target.is_file():
-            return target
-    from convert.export import export_onnx
-
-    log(f"exporting {model_dir} to {target} (first use; checked against PyTorch) ...")
-    _quiet_transformers()
-    try:
-        result = export_onnx(model_dir=model_dir, output=target)
-    except PermissionError as err:
-        raise UserError(f"cannot write the ONNX export {target} ({err.strerror}); pass --onnx PATH "
-                        "somewhere writable") from None
-    log(f"exported {target} (largest difference vs PyTorch {result.check.max_abs_diff:.2g})")
-    if onnx is None:  # older exports of a checkpoint that has changed since
-        for stale in target.parent.glob("model-*.onnx"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
-    return target
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 # -- runners by name ---------------------------------------------------------------------------------------
@@ -271,6 +211,8 @@ def _open_texts(texts, file_, paragraphs) -> Iterable[str]:
     if texts:
         if paragraphs:
             raise UserError("--paragraphs splits a --file or stdin; each argument is already one text")
+        for number, text in enumerate(texts, 1):
+            _check_argument_is_utf8(number, text)
         return list(texts)
     if file_ is None or str(file_) == "-":
         stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
@@ -281,6 +223,30 @@ def _open_texts(texts, file_, paragraphs) -> Iterable[str]:
     if not path.is_file():
         raise InputFileError(path, "does not exist" if not path.exists() else "is not a file")
     return _decoded(read_texts(_lines(path), paragraphs), path)
+
+
+def _check_argument_is_utf8(number: int, text: str) -> None:
+    """Python hands over an argument's non-UTF-8 bytes as lone surrogates (surrogateescape); the
+    tokenizer and the UTF-8 output cannot take them, so name the argument and the byte instead."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(text)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"argument {number}: is not UTF-8 text (byte {err.start}: "
+                            f"0x{raw[err.start]:02x})") from None
+        raise UserError(f"argument {number}: is not UTF-8 text") from None
+
+
+def _check_output_file(path: Path) -> None:
+    """Before any work: `path` must be creatable, i.e. no file stands where one of its folders should."""
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputFileError(path, f"cannot be written: {folder} is a file, not a folder")
+            return
 
 
 def _lines(path: Path) -> Iterator[str]:
@@ -320,7 +286,9 @@ def _decoded(texts: Iterable[str], name) -> Iterator[str]:
 def main(texts, file_, paragraphs, model_dir, backend, onnx, fmt, html_out, seq_len, batch_size, threads):
     """Find named entities in TEXTS (or --file, or stdin): one JSON line per text."""
     source = _open_texts(texts, file_, paragraphs)
-    _quiet_transformers()
+    if html_out is not None:
+        _check_output_file(html_out)
+    quiet_transformers()
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     kept = []
     with Predictor(model_dir, backend=backend, onnx=onnx, seq_len=seq_len, batch_size=batch_size,
@@ -329,15 +297,14 @@ def main(texts, file_, paragraphs, model_dir, backend, onnx, fmt, html_out, seq_
             if fmt == "json":
                 click.echo(json.dumps(prediction.to_dict(), ensure_ascii=False))
             else:
-                from .render import pretty
-
                 click.echo(pretty(prediction))
             if html_out is not None:
                 kept.append(prediction)
     if html_out is not None:
-        from .render import page
-
-        write_text(html_out, page(kept, title=f"Named entities ({Path(model_dir).name})"))
+        try:
+            write_text(html_out, page(kept, title=f"Named entities ({Path(model_dir).name})"))
+        except OSError as err:
+            raise InputFileError(html_out, f"cannot be written ({err.strerror or err})") from None
         click.echo(f"wrote {html_out}", err=True)
 
 

@@ -138,8 +138,17 @@ def _argmax_at(array: np.ndarray, positions: np.ndarray, shape: tuple[int, int, 
         raise InputFileError(
             name, f"output shape {tuple(array.shape)}, expected {shape} "
                   f"(sample {rec.sample}: length {shape[1]} in the index, {shape[2]} labels in its id2label)")
+    # Casting complex to float would drop the imaginary part silently.
+    if np.iscomplexobj(array) or not np.issubdtype(array.dtype, np.number):
+        raise InputFileError(name, f"holds {array.dtype} logits, expected real float logits (sample {rec.sample})")
     picked = np.asarray(array[0, positions], dtype=np.float64)
-    # A NaN row argmaxes to an arbitrary label; it means a broken (often fp16-overflowing) model.
-    if np.isnan(picked).any():
-        raise InputFileError(name, f"NaN logits at the first sub-token of a scored word (sample {rec.sample})")
+    # NaN argmaxes to an arbitrary label and +inf always wins: either means a broken (often
+    # fp16-overflowing) model, and scoring it would report a plausible but meaningless F1.
+    finite = np.isfinite(picked).all(axis=-1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        values = picked[row][~np.isfinite(picked[row])]
+        kind = "NaN" if np.isnan(values).any() else "infinite"
+        raise InputFileError(name, f"{kind} logits at token {int(positions[row])}, the first sub-token of a "
+                                   f"scored word (sample {rec.sample}): the model's outputs are not finite")
     return picked.argmax(axis=-1)

@@ -1,30 +1,23 @@
-"""Reading what postprocess scores: the .index.jsonl, the .anno labels, the inference outputs
-and (for `--predictions`) the words of the CoNLL source. Formats: docs/internals.md.
+"""Reading what postprocess scores: the .index.jsonl, the .anno labels and (for `--predictions`)
+the words of the CoNLL source; the inference outputs are read by .outputs. Formats: docs/internals.md.
 
-Everything that touches a file lives here; each problem is an `InputFileError` naming the file
-(and line where there is one). Decoding and scoring are pure and live elsewhere.
+Each problem is an `InputFileError` naming the file (and line where there is one). Decoding and
+scoring are pure and live elsewhere.
 """
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Iterator, Mapping
-
-import numpy as np
 
 from common.errors import InputFileError, UserError, ValidationError
 from preprocess.conll import read_conll
 from preprocess.tags import split_tag
 
 from .decode import Index, IndexHeader, SampleRecord
+# The outputs' reader lives in .outputs; scripts/verify_run.py imports it from here.
+from .outputs import Outputs, find_outputs, load_output  # noqa: F401
 
 INDEX_FORMAT = "ner-index/1"
-# ais_bench names an output after the sample's first input file plus `_0` (the output number):
-# input_ids_12_12_0.npy -> sample 12. Other output numbers (`_1`, ...) are not logits.
-OUTPUT_NAME = re.compile(r"_(\d+)_0\.(npy|bin)$")
-# `--outfmt BIN` writes the float32 logits raw, as ais_bench does.
-BIN_DTYPE = np.dtype("<f4")
 
 
 def index_path_for(anno_file) -> Path:
@@ -46,6 +39,8 @@ def _text_lines(path: Path) -> list[str]:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
         raise InputFileError(path, f"bytes that are not UTF-8 at offset {err.start}") from None
+    except OSError as err:
+        raise InputFileError(path, f"cannot read ({err.strerror})") from None
 
 
 def _int(obj: dict, key: str, path: Path, line: int, *, minimum: int = 0) -> int:
@@ -166,77 +161,6 @@ def read_anno(path, header: IndexHeader, index_path=None) -> list[list[int]]:
     if num_words != header.num_words:
         raise ValidationError(f"{where}: {num_words} words in the anno, {header.num_words} in the index")
     return gold
-
-
-def find_outputs(result_dir) -> dict[int, Path]:
-    """Sample id -> output file (`*_<i>_0.npy` or `.bin`) in an inference result folder."""
-    result_dir = Path(result_dir)
-    if not result_dir.exists():
-        raise InputFileError(result_dir, "result folder does not exist")
-    if not result_dir.is_dir():
-        raise InputFileError(result_dir, "is not a folder (expected the inference output folder OUT/<timestamp>)")
-    found: dict[int, Path] = {}
-    for path in sorted(result_dir.iterdir()):
-        match = OUTPUT_NAME.search(path.name)
-        if not match or not path.is_file():
-            continue
-        sample = int(match.group(1))
-        if sample in found:
-            raise InputFileError(result_dir, f"two outputs for sample {sample}: {found[sample].name} and {path.name}")
-        found[sample] = path
-    if not found:
-        hint = ""
-        # A common slip: passing OUT instead of OUT/<timestamp>.
-        subdirs = [d for d in sorted(result_dir.iterdir()) if d.is_dir()
-                   and any(OUTPUT_NAME.search(f.name) for f in d.iterdir())]
-        if subdirs:
-            hint = f"; did you mean {subdirs[-1]}?"
-        raise InputFileError(result_dir, f"holds no outputs named <input>_<i>_0.npy or .bin{hint}")
-    return found
-
-
-def load_output(path: Path, record: SampleRecord, num_labels: int) -> np.ndarray:
-    """One sample's logits: `.npy` as saved, `.bin` raw float32 shaped `(1, length, num_labels)`."""
-    path = Path(path)
-    if path.suffix == ".bin":
-        expected = BIN_DTYPE.itemsize * record.length * num_labels
-        size = path.stat().st_size
-        if size != expected:
-            raise InputFileError(
-                path, f"{size} bytes, expected {expected} (float32 (1, {record.length}, {num_labels}): "
-                      f"sample {record.sample} has length {record.length} in the index, {num_labels} labels)")
-        return np.fromfile(path, dtype=BIN_DTYPE).reshape(1, record.length, num_labels)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise InputFileError(path, f"not a readable .npy file ({err})") from None
-    if not np.issubdtype(array.dtype, np.number):
-        raise InputFileError(path, f"holds {array.dtype} values, expected float logits")
-    return array
-
-
-class Outputs(Mapping):
-    """Sample id -> logits, loaded one file at a time when decode asks (a run can be large)."""
-
-    def __init__(self, paths: Mapping[int, Path], index: Index):
-        self._paths = dict(paths)
-        self._records = {rec.sample: rec for rec in index.samples}
-        self._num_labels = index.header.num_labels
-
-    def __getitem__(self, sample: int) -> np.ndarray:
-        return load_output(self._paths[sample], self._records[sample], self._num_labels)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._paths)
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-    def __contains__(self, sample) -> bool:
-        return sample in self._paths
-
-    def names(self) -> dict[int, str]:
-        return {sample: str(path) for sample, path in self._paths.items()}
 
 
 def read_words(index: Index, gold: list[list[int]], anno_path, input_file=None) -> list[tuple[str, ...]]:

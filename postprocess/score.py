@@ -13,7 +13,8 @@ from preprocess.tags import OUTSIDE, to_iob2
 
 from .decode import decode, missing_samples
 from .metrics import classification_report
-from .results import Outputs, find_outputs, index_path_for, read_anno, read_index, read_words
+from .outputs import Outputs, bin_dtype, find_outputs
+from .results import index_path_for, read_anno, read_index, read_words
 
 SCORING = ("conlleval: entity-level micro precision/recall/F1 over IOB2 chunks; "
            "accuracy = share of words whose IOB2 tag equals the gold tag")
@@ -30,12 +31,13 @@ class Run:
 
 
 def score_run(result_dir, anno_file, index_file=None, *, allow_missing: bool = False,
-              with_words: bool = False, input_file=None) -> Run:
+              with_words: bool = False, input_file=None, output_dtype: str | None = None) -> Run:
     """Score the outputs in `result_dir` against the gold labels of `anno_file`.
 
     `allow_missing`: samples without an output are scored as all-O and listed in the result,
     instead of being an error. `with_words`: also read the words (for `--predictions`) from
-    `input_file` or the CoNLL source the index names.
+    `input_file` or the CoNLL source the index names. `output_dtype` ("float32"/"float16"): the
+    dtype of `.bin` outputs [default: from their size, see `outputs.bin_dtype`].
     """
     result_dir, anno_file = Path(result_dir), Path(anno_file)
     paths = find_outputs(result_dir)
@@ -61,10 +63,11 @@ def score_run(result_dir, anno_file, index_file=None, *, allow_missing: bool = F
                                   f"(sample ids {shown}); --allow-missing scores them as O")
         fill_label = _outside_id(header.id2label, index.path)
 
+    dtype_of_bins = bin_dtype(paths, index, output_dtype)
     # Read the words before decoding: a missing source fails before the long part.
     words = read_words(index, gold_ids, anno_file, input_file) if with_words else None
 
-    outputs = Outputs(paths, index)
+    outputs = Outputs(paths, index, dtype_of_bins)
     pred_ids = decode(index, outputs, [len(s) for s in gold_ids], names=outputs.names(),
                       fill_label=fill_label, anno_name=str(anno_file))
 
@@ -96,6 +99,7 @@ def score_run(result_dir, anno_file, index_file=None, *, allow_missing: bool = F
         "label_scheme": "IOB2",
         "scoring": SCORING,
         "output_format": sorted({p.suffix.lstrip(".") for p in paths.values()}),
+        "bin_dtype": dtype_of_bins.name if dtype_of_bins is not None else None,
         "source": header.source,
         "model_dir": header.model_dir,
         "seq_len": header.seq_len,

@@ -1,16 +1,55 @@
-"""Write samples as the ModelZoo's .bin folders, the .anno labels and the .index.jsonl map."""
+"""Write samples as the ModelZoo's .bin folders, the .anno labels and the .index.jsonl map.
+
+ais_bench (ait's, 2024) refuses input files and folders that are soft links or that group or
+others can write, so .bin files and their folders never get those bits, whatever the umask.
+With length buckets, `gears/<L>/<input name>/` also holds each length's samples (hard links to
+the same files), the per-gear folders one ais_bench run per `--dymDims` gear reads.
+"""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from common.atomic import write_bytes
+
 INDEX_FORMAT = "ner-index/1"
+GEARS_SUBDIR = "gears"
+GROUP_OTHER_WRITE = 0o022
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def input_file_mode() -> int:
+    """0644 less the umask, and never group/other write (ais_bench refuses such inputs)."""
+    return 0o644 & ~current_umask() & ~GROUP_OTHER_WRITE
+
+
+def make_input_dir(path: Path) -> Path:
+    """mkdir without group/other write bits, whatever the umask (ais_bench checks its input folders)."""
+    os.mkdir(path)
+    os.chmod(path, 0o755 & ~current_umask() & ~GROUP_OTHER_WRITE)
+    return path
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (never a soft link: ais_bench refuses those); a copy where linking is impossible
+    (another filesystem, or one without hard links)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+        os.chmod(target, input_file_mode())
 
 
 @dataclass(frozen=True)
@@ -43,6 +82,19 @@ def pad_row(sample, length: int, pad_id: int, input_names) -> dict[str, np.ndarr
     return {name: arrays[name] for name in input_names}
 
 
+def link_gear_folders(root: Path, files_by_length: dict[int, list[tuple[Path, ...]]], input_names) -> dict[int, list[Path]]:
+    """`root/<L>/<input name>/` per length, holding (linked) that length's sample files; returns their folders."""
+    make_input_dir(root)
+    folders = {}
+    for length, samples in sorted(files_by_length.items()):
+        make_input_dir(root / str(length))
+        folders[length] = [make_input_dir(root / str(length) / name) for name in input_names]
+        for files in samples:
+            for folder, source in zip(folders[length], files):
+                link_or_copy(source, folder / source.name)
+    return folders
+
+
 def write_binset(save_dir: Path, stamp: str, samples, sentence_labels, header: dict, pad_id: int,
                  lengths, input_names, progress=None) -> BinSet:
     """Everything goes to temporary names first; the folder, then .anno, then .index are renamed
@@ -57,23 +109,30 @@ def write_binset(save_dir: Path, stamp: str, samples, sentence_labels, header: d
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=save_dir))
     try:
         for input_name in input_names:
-            (tmp_dir / input_name).mkdir()
+            make_input_dir(tmp_dir / input_name)
         index_lines = [json.dumps(header)]
+        mode = input_file_mode()
+        files_by_length = defaultdict(list)
         for i, (sample, length) in enumerate(zip(samples, lengths)):
+            files = []
             for input_name, array in pad_row(sample, length, pad_id, input_names).items():
                 # little-endian int64, C order, no header: what ais_bench and ATC expect
-                array.astype("<i8").tofile(tmp_dir / input_name / f"{input_name}_{i}_{i}.bin")
+                files.append(tmp_dir / input_name / f"{input_name}_{i}_{i}.bin")
+                write_bytes(files[-1], array.astype("<i8").tobytes(), mode=mode)
+            files_by_length[length].append(tuple(files))
             index_lines.append(json.dumps({"sample": i, "sentence": sample.sentence, "length": length,
                                            "tokens": sample.tokens,
                                            "words": [list(p) for p in sample.scored]}))
             if progress:
                 progress.update(1)
+        if header.get("buckets"):
+            link_gear_folders(tmp_dir / GEARS_SUBDIR, files_by_length, input_names)
         anno_tmp = save_dir / f".{name}.anno.tmp"
         anno_tmp.write_text("".join(f"{sid} {' '.join(map(str, ids))}\n" for sid, ids in sentence_labels),
                             encoding="utf-8")
         index_tmp = save_dir / f".{name}.index.tmp"
         index_tmp.write_text("\n".join(index_lines) + "\n", encoding="utf-8")
-        tmp_dir.chmod(0o755)
+        tmp_dir.chmod(0o755 & ~current_umask() & ~GROUP_OTHER_WRITE)
         # the index goes last: its presence marks a finished run
         os.replace(tmp_dir, final.bin_dir)
         os.replace(anno_tmp, final.anno_file)

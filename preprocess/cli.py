@@ -1,6 +1,7 @@
 """`python bin_create.py`: the ModelZoo preprocess command, with every documented flag honoured."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -8,6 +9,8 @@ import click
 
 from common.errors import handle_errors
 from common.paths import DEFAULT_MODEL_DIR
+
+from .pipeline import create_bins
 
 RECIPE_MODEL_DIR = "./bert-large-NER"
 
@@ -23,7 +26,7 @@ def resolve_model_dir(value: str | None) -> Path:
     return DEFAULT_MODEL_DIR
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--input_file", default="./conll2003/test.txt", show_default=True,
               help="CoNLL file (word first column, tag last).")
 @click.option("--model_name_from_hub", default=None,
@@ -36,12 +39,8 @@ def resolve_model_dir(value: str | None) -> Path:
 @handle_errors
 def main(input_file, model_name_from_hub, save_dir, seq_len, buckets, window_overlap):
     """Turn a CoNLL file into .bin model inputs, an .anno label file and an .index.jsonl map."""
-    from .pipeline import create_bins
-
     binset = create_bins(input_file=input_file, model_dir=resolve_model_dir(model_name_from_hub),
                          save_dir=save_dir, seq_len=seq_len, buckets=buckets, overlap=window_overlap)
-    import json
-
     header = json.loads(binset.index_file.open(encoding="utf-8").readline())
     lengths = Counter()
     with binset.index_file.open(encoding="utf-8") as handle:

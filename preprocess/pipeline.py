@@ -1,11 +1,15 @@
 """CoNLL file + checkpoint -> BinSet: read, check labels, align, window, bucket, write."""
 from __future__ import annotations
 
+import itertools
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
 
+from common.atomic import create_locked, remove_if_stale, remove_stale_temporaries
 from common.errors import InputFileError, UserError
 from common.model_spec import read_model_spec
 
@@ -43,6 +47,66 @@ def parse_buckets(text: str | None, seq_len: int) -> list[int] | None:
     return buckets
 
 
+RUN_PREFIX = "bert_bin_"
+CLAIM_SUFFIX = ".claim"
+
+
+def run_names(save_dir: Path, stamp: str) -> list[Path]:
+    """The three outputs of one run: the .bin folder, the .anno and the .index.jsonl."""
+    name = f"{RUN_PREFIX}{stamp}"
+    return [save_dir / name, save_dir / f"{name}.anno", save_dir / f"{name}.index.jsonl"]
+
+
+def claim_path(save_dir: Path, stamp: str) -> Path:
+    return save_dir / f".{RUN_PREFIX}{stamp}{CLAIM_SUFFIX}"
+
+
+def prepare_save_dir(save_dir: Path) -> None:
+    """Create `save_dir`, and clear what runs killed outright (kill -9, power loss) left there:
+    the atomic writer's temporaries and run-name claims that no live run holds."""
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputFileError(save_dir, "is a file, not a folder (--save_dir)") from None
+    except OSError as err:
+        raise InputFileError(save_dir, f"cannot create the folder ({err.strerror})") from None
+    if not save_dir.is_dir():
+        raise InputFileError(save_dir, "is a file, not a folder (--save_dir)")
+    remove_stale_temporaries(save_dir)
+    for claim in save_dir.glob(f".{RUN_PREFIX}*{CLAIM_SUFFIX}"):
+        remove_if_stale(claim)
+
+
+@contextmanager
+def claimed_stamp(save_dir: Path, stamp: str):
+    """Reserve a run name for this process: `stamp`, or `stamp_1`, `stamp_2`, ... when a finished run
+    or a run still writing has it. Two runs started in the same second into one --save_dir thus
+    each get their own folder. The claim is a hidden file created with O_EXCL (atomic) and locked for
+    as long as the run lasts; it goes once the outputs exist under the name (or the run failed)."""
+    for n in itertools.count():
+        candidate = stamp if n == 0 else f"{stamp}_{n}"
+        if any(os.path.lexists(p) for p in run_names(save_dir, candidate)):
+            continue
+        claim = claim_path(save_dir, candidate)
+        try:
+            fd = create_locked(claim)
+        except OSError as err:
+            raise InputFileError(save_dir, f"cannot write into the folder ({err.strerror})") from None
+        if fd is None:
+            continue  # a run in progress holds this name
+        # a run that finished between our check and our claim has its outputs there now
+        if any(os.path.lexists(p) for p in run_names(save_dir, candidate)):
+            claim.unlink(missing_ok=True)
+            os.close(fd)
+            continue
+        try:
+            yield candidate
+        finally:
+            claim.unlink(missing_ok=True)
+            os.close(fd)
+        return
+
+
 def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: str | None = None,
                 overlap: int | None = None, stamp: str | None = None, show_progress: bool = True) -> BinSet:
     input_file, model_dir, save_dir = Path(input_file), Path(model_dir), Path(save_dir)
@@ -59,6 +123,7 @@ def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: st
                 raise InputFileError(input_file, f"tag {tag!r} is not a label of the model "
                                                  f"(model labels: {', '.join(sorted(spec.label2id))})", line=line)
 
+    prepare_save_dir(save_dir)  # before the slow part, so a bad --save_dir fails at once
     tokenizer = load_tokenizer(model_dir)
     try:
         aligner = Aligner(tokenizer, seq_len, overlap)
@@ -75,7 +140,7 @@ def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: st
               "num_words": sum(len(s) for s in sentences), "source": str(input_file.resolve()),
               "model_dir": str(model_dir.resolve())}
     labels = [(sid, [spec.label2id[t] for t in s.tags]) for sid, s in enumerate(sentences)]
-    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
-    with tqdm(total=len(samples), desc="write .bin", unit="sample", disable=not show_progress) as bar:
-        return write_binset(save_dir, stamp, samples, labels, header, tokenizer.pad_token_id or 0,
+    with claimed_stamp(save_dir, stamp or time.strftime("%Y%m%d-%H%M%S")) as run_stamp, \
+            tqdm(total=len(samples), desc="write .bin", unit="sample", disable=not show_progress) as bar:
+        return write_binset(save_dir, run_stamp, samples, labels, header, tokenizer.pad_token_id or 0,
                             lengths, spec.input_names, progress=bar)

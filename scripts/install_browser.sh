@@ -3,7 +3,7 @@
 # Never fails the caller: when apt cannot be reached or used, it says so, records
 # "unreachable: ..." in the status file and exits 0; the browser tests then skip with that reason.
 # Any other failure is recorded as "failed: ..." and the browser tests fail (they must not hide it).
-# Status file: $NER_BROWSER_STATUS, default ${TMPDIR:-/tmp}/ner-install-browser.status (demo/browser.py reads it).
+# Status file: $NER_BROWSER_STATUS, default ${TMPDIR:-/tmp}/ner-install-browser.status (tests/browser_support.py reads it).
 set -uo pipefail
 status_file=${NER_BROWSER_STATUS:-${TMPDIR:-/tmp}/ner-install-browser.status}
 record() { echo "$1" > "$status_file"; echo "install_browser: $1"; }

@@ -70,7 +70,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture
 def browser():
     """Chromium + chromedriver + selenium, or a skip that says why (only when apt was unreachable)."""
-    from demo.browser import apt_unreachable, availability
+    from browser_support import apt_unreachable, availability
 
     ok, why = availability()
     if not ok:

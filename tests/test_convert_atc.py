@@ -1,6 +1,7 @@
 """convert_om.sh / convert.atc: the exact ATC command lines, gears, and the no-ATC path."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -45,9 +46,14 @@ def test_static_command_line(bert3):
         f"atc --model={bert3} --framework=5 --output=out/bert_bs8 --input_format=ND "
         '--input_shape="input_ids:8,512;attention_mask:8,512;token_type_ids:8,512" ' + TAIL)
     assert plan.argv[5] == "--input_shape=input_ids:8,512;attention_mask:8,512;token_type_ids:8,512"  # no quotes in argv
-    assert plan.ais_bench_lines() == [
-        'python3 -m ais_bench --model out/bert_bs8.om --input "<bin_dir>/input_ids,<bin_dir>/attention_mask,'
-        '<bin_dir>/token_type_ids" --output <out_dir> --outfmt NPY --batchsize 8']
+    lines = plan.script_lines(bin_dir="bins/bert_bin_1", out_dir="result")
+    assert lines[:2] == ["BIN_DIR=bins/bert_bin_1", "OUT_DIR=result"]
+    assert lines[3] == ('python3 -m ais_bench --model out/bert_bs8.om --input "$BIN_DIR/input_ids,'
+                        '$BIN_DIR/attention_mask,$BIN_DIR/token_type_ids" --output "$OUT_DIR" --output_dirname '
+                        'bert_bs8 --outfmt NPY --batchsize 8')
+    assert lines[-1] == (f'python3 {ROOT / "bert_metric.py"} --result_dir "$OUT_DIR/bert_bs8" '
+                         '--anno_file "$BIN_DIR.anno"')
+    assert all(line.startswith(("#", "python3 ", "BIN_DIR=", "OUT_DIR=")) for line in lines)
 
 
 def test_gear_command_line_and_ais_bench_dymdims(bert3):
@@ -56,9 +62,12 @@ def test_gear_command_line_and_ais_bench_dymdims(bert3):
         f"atc --model={bert3} --framework=5 --output=g --input_format=ND "
         '--input_shape="input_ids:1,-1;attention_mask:1,-1;token_type_ids:1,-1" '
         '--dynamic_dims="32,32,32;64,64,64;128,128,128" ' + TAIL)
-    lines = plan.ais_bench_lines()
-    assert len(lines) == 3
-    assert lines[0].endswith('--batchsize 1 --dymDims "input_ids:1,32;attention_mask:1,32;token_type_ids:1,32"')
+    lines = [line for line in plan.script_lines() if "ais_bench --model" in line]
+    assert len(lines) == 3  # one per gear, each on its own folder, all into one --output_dirname
+    assert lines[0] == ('test ! -d "$BIN_DIR/gears/32" || python3 -m ais_bench --model g.om --input '
+                        '"$BIN_DIR/gears/32/input_ids,$BIN_DIR/gears/32/attention_mask,$BIN_DIR/gears/32/token_type_ids" '
+                        '--output "$OUT_DIR" --output_dirname g --outfmt NPY --batchsize 1 '
+                        '--dymDims "input_ids:1,32;attention_mask:1,32;token_type_ids:1,32"')
     assert lines[2].endswith('--dymDims "input_ids:1,128;attention_mask:1,128;token_type_ids:1,128"')
 
 
@@ -79,6 +88,14 @@ def test_dry_run_cli_needs_no_atc(bert3, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].startswith(f"atc --model={bert3} --framework=5 ")
     assert "--input_shape=\"input_ids:1,384;" in result.output and "python3 -m ais_bench" in result.output
+
+
+def test_convert_om_sh_help_names_what_the_user_typed(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "convert_om.sh"), "--help"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"Usage: bash {ROOT / 'convert_om.sh'} [OPTIONS]")
+    assert "python -m" not in proc.stdout
 
 
 def test_missing_atc_one_line_exit_1_nothing_written(bert3, tmp_path, monkeypatch):
@@ -113,15 +130,18 @@ def _fake_atc(folder, body):
 def test_runs_atc_and_moves_the_om_in_place(bert3, tmp_path, monkeypatch):
     # Writes <--output>.om and records its argv, like ATC does on success.
     bindir = _fake_atc(tmp_path / "bin", 'for a in "$@"; do case "$a" in --output=*) o="${a#--output=}";; esac; done\n'
-                                         f'echo "$@" > {tmp_path}/argv.txt; echo om > "$o.om"\n')
+                                         f'echo "$@" > {tmp_path}/argv.txt; echo om > "$o.om"; chmod 666 "$o.om"\n')
     result = _run(["--model", str(bert3), "--bs", "2", "--seq_len", "64", "--soc_version", SOC,
                    "--output", str(tmp_path / "model.om")], env_path=f"{bindir}:{os.environ['PATH']}",
                   monkeypatch=monkeypatch)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "model.om").read_text() == "om\n"
+    assert not (tmp_path / "model.om").stat().st_mode & 0o022  # ais_bench refuses a group-writable model
+    record = json.loads((tmp_path / "model.atc.json").read_text())
+    assert record["batch_size"] == 2 and record["seq_lens"] == [64] and record["gears"] is False
     argv = (tmp_path / "argv.txt").read_text()
     assert "--input_shape=input_ids:2,64;attention_mask:2,64;token_type_ids:2,64" in argv
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["argv.txt", "bert.onnx", "bin", "model.om"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["argv.txt", "bert.onnx", "bin", "model.atc.json", "model.om"]
 
 
 def test_failing_atc_leaves_nothing(bert3, tmp_path, monkeypatch):

@@ -150,3 +150,22 @@ def test_simplify_missing_input_is_one_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == f"error: {tmp_path / 'none.onnx'}: ONNX model does not exist"
     assert _only_model_files(tmp_path) == []
+
+
+def test_export_reports_each_slow_step_on_stderr(tiny_model_dir, tmp_path):
+    """Loading, exporting and checking take seconds each: one line each on stderr, results on stdout."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "tiny.onnx"
+    proc = subprocess.run([sys.executable, "-m", "convert.export", "--model_dir", str(tiny_model_dir),
+                           "--output", str(out), "--num_sentences", "4"], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    steps = proc.stderr.strip().splitlines()
+    assert [line.split()[0] for line in steps] == ["loading", "exporting", "checking"], proc.stderr
+    assert str(tiny_model_dir) in steps[0] and "4 real sentences" in steps[2]
+    assert proc.stdout.startswith(f"wrote {out}") and "check vs PyTorch" in proc.stdout

@@ -212,3 +212,74 @@ def test_external_data_models_round_trip(graphs, tmp_path, monkeypatch):
     assert again.check is None
     assert (tmp_path / "copy.onnx.data").is_file()
     assert check.ort_session(tmp_path / "copy.onnx").get_inputs()[0].name == "input_ids"
+
+
+def _run_fix_onnx_py(*args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "fix_onnx.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def _assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert str(fragment) in lines[0]
+
+
+def test_fix_onnx_py_refuses_an_output_that_is_a_folder(tmp_path):
+    source = tmp_path / "toy.onnx"
+    _handmade_graph(source)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = _run_fix_onnx_py(source, folder, cwd=tmp_path)
+    _assert_one_line_error(proc, folder, "is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "toy.onnx"]
+    assert list(folder.iterdir()) == []
+
+
+def test_fix_onnx_py_refuses_an_empty_input_file(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    out = tmp_path / "out.onnx"
+    proc = _run_fix_onnx_py(empty, out, cwd=tmp_path)
+    _assert_one_line_error(proc, empty, "empty (0 bytes)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.onnx"]
+
+
+def _graph_without_attention(path: Path) -> None:
+    """A valid ONNX graph (embedding lookup + linear layer) with no attention at all."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.normal(size=(50, 8)).astype(np.float32), "E"),
+             numpy_helper.from_array(rng.normal(size=(8, 9)).astype(np.float32), "W")]
+    nodes = [helper.make_node("Gather", ["E", "input_ids"], ["h"]),
+             helper.make_node("MatMul", ["h", "W"], ["logits"])]
+    graph = helper.make_graph(
+        nodes, "no_attention",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "sequence", 9])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def test_fix_onnx_py_refuses_a_graph_without_attention(tmp_path):
+    source = tmp_path / "linear.onnx"
+    _graph_without_attention(source)
+    proc = _run_fix_onnx_py(source, tmp_path / "out.onnx", cwd=tmp_path)
+    _assert_one_line_error(proc, source, "not a BERT-family encoder graph")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["linear.onnx"]
+
+
+def test_fix_check_refuses_a_model_dir_without_tokenizer(graphs, tmp_path):
+    """--model_dir feeds the check; a folder with config + weights only must not give [UNK]-only inputs."""
+    model_dir = build_tiny_model(tmp_path / "no_tok", layers=2, hidden=32, heads=2)
+    # tokenizer_config.json stays: alone it used to pass for a tokenizer
+    for name in ("tokenizer.json", "vocab.txt"):
+        (model_dir / name).unlink(missing_ok=True)
+    out = tmp_path / "fixed.onnx"
+    proc = _run_fix_onnx_py(graphs[(2, "eager")], out, "--model_dir", model_dir, cwd=tmp_path)
+    _assert_one_line_error(proc, model_dir, "no tokenizer files", "tokenizer.json")
+    assert not out.exists()

@@ -1,5 +1,6 @@
-"""The demo page: its JSON endpoint in process, then the whole thing as a user meets it: one command
-(`python -m demo --port 0`), a headless Chromium that types a sentence and finds the highlights.
+"""The demo page as a user meets it: one command (`python -m demo --port 0`), its JSON endpoint over
+real HTTP, and a headless Chromium that types a sentence and finds the highlights.
+(Limits, bad requests and fairness: tests/test_demo_server.py.)
 """
 from __future__ import annotations
 
@@ -12,38 +13,71 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from infer.predict import ensure_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 EU = "EU rejects German call to boycott British lamb ."
 EU_MARKS = [("EU", "ORG"), ("German", "MISC"), ("British", "MISC")]
 
 
-def post(url: str, body: bytes, content_type: str = "application/json"):
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+def post(url: str, body: bytes, content_type: str = "application/json", headers: dict | None = None):
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type, **(headers or {})},
+                                     method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
 
 
+@contextmanager
+def start_demo(model_dir, *args: str):
+    """`python -m demo --port 0 ARGS` as a user starts it; yields (URL it prints, its output so far)."""
+    ensure_onnx(model_dir)  # exported once (and cached) outside the 60 s start-up wait below
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "demo", "--model_dir", str(model_dir), "--port", "0", *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    seen: list[str] = []
+    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+    url, deadline = None, time.monotonic() + 120
+    while url is None and time.monotonic() < deadline and proc.poll() is None:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if line.startswith("NER demo on "):
+            url = line.split()[3]
+
+    def output() -> str:
+        while not lines.empty():
+            seen.append(lines.get())
+        return "".join(seen)
+
+    try:
+        assert url, f"the demo did not start: {output()}"
+        yield url, output
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def served(default_model_dir):
-    """The demo app on a free port in this process."""
-    from demo.server import DemoApp, make_server
-    from infer.predict import Predictor
-
-    predictor = Predictor(default_model_dir).activate()
-    server = make_server(DemoApp(predictor, "test"), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    predictor.close()
+    """The demo on a free port, started as a user starts it."""
+    with start_demo(default_model_dir) as (url, output):
+        yield url
+    assert "Traceback" not in output()
 
 
 def test_api_predict(served):
@@ -72,45 +106,18 @@ def test_html_escaping(served):
     assert status == 200 and "<script>" not in body["html"] and "<b>" not in body["html"]
 
 
-
-
 @pytest.fixture
 def demo_process(default_model_dir):
     """`python -m demo --port 0` as a user starts it; yields the URL it prints."""
-    from infer.predict import ensure_onnx
-
-    ensure_onnx(default_model_dir)  # exported once (and cached) outside the 60 s start-up wait below
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "demo", "--model_dir", str(default_model_dir), "--port", "0"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
-    seen, url, deadline = [], None, time.monotonic() + 60
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        if line.startswith("NER demo on "):
-            url = line.split()[3]
-    try:
-        assert url, f"the demo did not start: {''.join(seen)}"
+    with start_demo(default_model_dir) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_demo_in_a_real_browser(demo_process, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from demo.browser import full_page_screenshot, headless_chromium, keep_screenshot
+    from browser_support import full_page_screenshot, headless_chromium, keep_screenshot
 
     with headless_chromium(1100, 700) as driver:
         driver.get(demo_process)

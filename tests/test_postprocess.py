@@ -173,6 +173,7 @@ def test_npy_and_bin_read_identically(tmp_path, conll_sentences):
     a = score_run(npy["result_dir"], npy["anno"]).result
     b = score_run(binary["result_dir"], binary["anno"]).result
     assert a.pop("output_format") == ["npy"] and b.pop("output_format") == ["bin"]
+    assert a.pop("bin_dtype") is None and b.pop("bin_dtype") == "float32"
     for key in ("result_dir", "anno_file", "index_file", "source"):
         a.pop(key), b.pop(key)
     assert a == b

@@ -233,6 +233,77 @@ def test_cli_not_utf8(tiny_copy, tmp_path):
     assert res.exit_code == 1 and "not UTF-8" in res.stderr
 
 
+def run_predict(args, env_extra=None, prefix=()):
+    """`python -m infer.predict ARGS` as a user types it (args may be bytes, as a shell passes them)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env_extra or {}))
+    return subprocess.run([*prefix, sys.executable, "-m", "infer.predict", *args], cwd=ROOT, env=env,
+                          capture_output=True, timeout=300)
+
+
+def assert_one_line_error(res, *names):
+    err = res.stderr.decode("utf-8", "replace")
+    assert res.returncode == 1, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert all(name in err for name in names), err
+    assert res.stdout == b""
+    return err
+
+
+def read_only_mount(folder: Path) -> tuple:
+    """A command prefix that runs the rest with `folder` mounted read-only (EROFS), in a private
+    user and mount namespace: no root needed, nothing changes outside the command."""
+    return ("unshare", "-rm", "sh", "-c", f'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"',
+            str(folder))
+
+
+def test_cli_argument_not_utf8(tiny_copy):
+    """A shell passes bytes; Python hands the non-UTF-8 ones over as lone surrogates."""
+    res = run_predict([b"--model_dir", bytes(tiny_copy), EU.encode(), b"Obama \xff visited Paris"])
+    err = assert_one_line_error(res, "argument 2", "not UTF-8", "byte 6")
+    assert "0xff" in err
+
+
+def test_cli_html_below_a_regular_file(tiny_copy, tmp_path):
+    regular = tmp_path / "notes.txt"
+    regular.write_text("a file, not a folder\n")
+    page = regular / "out.html"
+    res = run_predict(["--model_dir", str(tiny_copy), "--html", str(page), EU])
+    assert_one_line_error(res, str(page), "is a file")
+    assert regular.read_text() == "a file, not a folder\n" and sorted(tmp_path.iterdir()) == [regular]
+
+
+def test_read_only_model_folder_caches_the_export_in_the_user_cache(tiny_model_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    cache = tmp_path / "cache"
+    # read-only filesystem (EROFS, not a PermissionError): the export goes to $XDG_CACHE_HOME
+    res = run_predict(["--model_dir", str(model), EU], {"XDG_CACHE_HOME": str(cache)}, read_only_mount(model))
+    assert res.returncode == 0, res.stderr.decode()
+    assert json.loads(res.stdout)["text"] == EU and "Traceback" not in res.stderr.decode()
+    exports = list(cache.glob("bert-ner-offline/onnx/*/model-*.onnx"))
+    assert len(exports) == 1 and not (model / ".onnx-cache").exists()
+    # the next run finds it there and does not export again
+    res = run_predict(["--model_dir", str(model), EU], {"XDG_CACHE_HOME": str(cache)}, read_only_mount(model))
+    assert res.returncode == 0 and "exporting" not in res.stderr.decode()
+    assert list(cache.glob("bert-ner-offline/onnx/*/model-*.onnx")) == exports
+
+
+def test_no_writable_place_for_the_export_is_one_line(tiny_model_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    not_a_folder = tmp_path / "cache-is-a-file"
+    not_a_folder.write_text("")
+    env = {"XDG_CACHE_HOME": str(not_a_folder)}
+    res = run_predict(["--model_dir", str(model), EU], env, read_only_mount(model))
+    assert_one_line_error(res, str(model / ".onnx-cache"), "Read-only file system", "--onnx")
+    # a file where the cache folder should be: another OSError than a permission one
+    (model / ".onnx-cache").write_text("")
+    res = run_predict(["--model_dir", str(model), EU], env)
+    assert_one_line_error(res, str(model / ".onnx-cache"), "--onnx")
+    res = run_predict(["--model_dir", str(model), "--onnx", str(not_a_folder / "x.onnx"), EU])
+    assert_one_line_error(res, str(not_a_folder / "x.onnx"), "cannot write")
+
+
 # -- the default model: real entities ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def predictor(default_model_dir):
@@ -337,7 +408,7 @@ def test_html_page_in_a_real_browser(default_model_dir, predictor, browser, tmp_
     """--html: a self-contained page whose marks are the entities of the JSON lines, in Chromium."""
     from selenium.webdriver.common.by import By
 
-    from demo.browser import full_page_screenshot, headless_chromium, keep_screenshot
+    from browser_support import full_page_screenshot, headless_chromium, keep_screenshot
 
     texts = [EU, "Peter Blackburn said the European Commission met in Brussels on Thursday .",
              "😀 Angela Merkel met François Hollande in Zürich 🇨🇭 ."]

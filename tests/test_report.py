@@ -187,7 +187,7 @@ def test_report_in_a_real_browser(scored_run, tmp_path, browser):
     """Headless Chromium renders the page: charts, matrix and tables are there, visible, and sized."""
     from selenium.webdriver.common.by import By
 
-    from demo.browser import full_page_screenshot, headless_chromium, keep_screenshot
+    from browser_support import full_page_screenshot, headless_chromium, keep_screenshot
 
     result = json.loads(scored_run["result"].read_text(encoding="utf-8"))
     types = list(result["per_type"])

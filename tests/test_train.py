@@ -123,6 +123,31 @@ def test_errors_are_one_line(slices, tiny_model_dir, tmp_path):
     assert not any((tmp_path / d).exists() for d in ("o1", "o2", "o3"))
 
 
+def test_base_without_tokenizer_files_or_safetensors_is_refused(slices, tiny_model_dir, tmp_path):
+    """transformers would train on a 5-token [UNK] tokenizer, or unpickle pytorch_model.bin: both refused."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    common = ["--train_file", str(slices[0]), "--valid_file", str(slices[1]), "--epochs", "1", "--max_steps", "1"]
+    no_tokenizer = Path(shutil.copytree(tiny_model_dir, tmp_path / "no_tokenizer"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (no_tokenizer / name).unlink(missing_ok=True)
+    code, out = _run(["--base", str(no_tokenizer), "--output_dir", str(tmp_path / "o1")] + common)
+    assert code == 1 and "\n" not in out
+    assert out.startswith(f"error: {no_tokenizer}: has no tokenizer files") and "tokenizer.json" in out
+
+    pickled = Path(shutil.copytree(tiny_model_dir, tmp_path / "pickled"))
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    code, out = _run(["--base", str(pickled), "--output_dir", str(tmp_path / "o2")] + common)
+    assert code == 1 and "\n" not in out
+    assert out == (f"error: {pickled}: has only pytorch_model.bin weights; this project loads safetensors only "
+                   "(load it once and save_pretrained() it again to write model.safetensors)")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 def test_trained_folder_goes_through_export_infer_and_scoring(trained, slices, tmp_path):
     """The fine-tuned folder is taken as it is by the rest of the flow."""
     from convert.export import export_onnx

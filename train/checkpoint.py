@@ -7,10 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from common.checkpoint import check_checkpoint
 from common.errors import InputFileError, UserError
-
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                "pytorch_model.bin.index.json")
 
 
 def minilm_folder() -> Path:
@@ -28,8 +26,9 @@ def resolve_base(base: str) -> Path:
         raise InputFileError(folder, "base checkpoint folder does not exist")
     if not (folder / "config.json").is_file():
         raise InputFileError(folder, "is not a Hugging Face checkpoint (no config.json)")
-    if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise InputFileError(folder, "is not a Hugging Face checkpoint (no model weights)")
+    # Weights (safetensors only) and tokenizer files; the base may be a plain encoder without
+    # labels, and a classifier base gets a fresh head, so its label count is not checked.
+    check_checkpoint(folder, weights=True, labels=False)
     return folder
 
 

@@ -133,7 +133,7 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     config.id2label, config.label2id = id2label, label2id
     # a base that is already a token classifier with another label set gets a fresh head
     model = AutoModelForTokenClassification.from_pretrained(base_dir, config=config, dtype=torch.float32,
-                                                            ignore_mismatched_sizes=True)
+                                                            ignore_mismatched_sizes=True, use_safetensors=True)
     input_names = tuple(tokenizer.model_input_names)
 
     train_ex = encode(tokenizer, train_sents, label2id, cfg.max_seq_len)

@@ -1,4 +1,4 @@
-"""Headless Chromium (Debian's chromium + chromium-driver) driven by Selenium: the browser tests'
+"""Test support: headless Chromium (Debian's chromium + chromium-driver) driven by Selenium: the browser tests'
 and the screenshots' one way to open a page.
 
 `scripts/install_browser.sh` installs the two packages and records the outcome in
