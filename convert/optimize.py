@@ -19,6 +19,7 @@ else from the graph itself (the hidden size is the word-embedding width, the hea
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ import click
 
 from common.errors import UserError, ValidationError, handle_errors
 
+from . import check, onnx_io
 from .check import DEFAULT_ATOL, DEFAULT_SENTENCES, CheckResult
 
 # The fused operators worth reporting for an encoder (ORT's statistics list more, all zero for BERT).
@@ -63,14 +65,12 @@ class OptimizeResult:
 # ---------------------------------------------------------------- model dimensions
 
 def _config_for(model, model_dir) -> tuple[dict | None, str]:
-    from .onnx_io import metadata
-
     if model_dir is not None:
         config = Path(model_dir) / "config.json"
         if not config.is_file():
             raise UserError(f"{model_dir}: no config.json there (--model_dir is the checkpoint folder)")
     else:
-        recorded = metadata(model).get("source_model_dir")
+        recorded = onnx_io.metadata(model).get("source_model_dir")
         config = Path(recorded) / "config.json" if recorded else None
         if config is None or not config.is_file():
             return None, ""
@@ -81,7 +81,7 @@ def _config_for(model, model_dir) -> tuple[dict | None, str]:
 
 
 def _constants(model) -> dict[str, "object"]:
-    from onnx import numpy_helper
+    from onnx import numpy_helper  # onnx and onnxruntime are heavy: imported where used, `--help` stays instant
 
     values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer
               if len(init.dims) <= 1 and (not init.dims or init.dims[0] <= 8)}
@@ -175,12 +175,9 @@ def optimize_onnx(*, input, output, model_dir=None, num_heads: int | None = None
     Raises ValidationError (and writes nothing) when Attention fused in fewer layers than the
     model has and `allow_partial` is false, or when the fused graph's logits differ by more than `atol`.
     """
-    import logging
-
+    # onnxruntime's transformer tools take seconds to import: only this step needs them
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
-
-    from . import check, onnx_io
 
     started = time.perf_counter()
     input, output = Path(input), Path(output)
@@ -240,7 +237,7 @@ def optimize_onnx(*, input, output, model_dir=None, num_heads: int | None = None
 
 
 def _ort_version() -> str:
-    import onnxruntime
+    import onnxruntime  # heavy: imported where used (see optimize_onnx)
 
     return onnxruntime.__version__
 

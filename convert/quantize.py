@@ -40,6 +40,16 @@ import click
 import numpy as np
 
 from common.errors import UserError, ValidationError, handle_errors
+from common.paths import conll_dir
+# TODO(lead): runners/ move (infer.runners -> runners, below preprocess and convert)
+from infer.runners.onnxrt import OrtRunner
+from common.metrics import f1_score
+from preprocess.conll import read_conll
+from preprocess.encode import Rows, encode, label_names, word_label_ids
+from preprocess.plan import BatchPolicy, batch_feed, plan
+
+from . import onnx_io
+from .check import checked_tokenizer_dir, encode_batches, real_sentences
 
 MODES = ("dynamic", "static")
 ATTENTION_CHOICES = ("dynamic", "float")
@@ -96,9 +106,7 @@ def classifier_nodes(model) -> list[str]:
 
 
 def _labels_of(model, model_dir) -> tuple[dict[int, str], Optional[Path]]:
-    from .onnx_io import metadata
-
-    meta = metadata(model)
+    meta = onnx_io.metadata(model)
     folder = Path(model_dir) if model_dir else (Path(meta["source_model_dir"]) if meta.get("source_model_dir") else None)
     if "id2label" in meta:
         id2label = {int(k): v for k, v in json.loads(meta["id2label"]).items()}
@@ -118,8 +126,6 @@ def _labels_of(model, model_dir) -> tuple[dict[int, str], Optional[Path]]:
 
 def sample_sentences(path, count: int, seed: int = DEFAULT_SEED) -> list[list[str]]:
     """`count` sentences of a CoNLL file, a fixed-seed sample (in file order)."""
-    from preprocess.conll import read_conll
-
     sentences = read_conll(path)
     if count >= len(sentences):
         return [list(s.words) for s in sentences]
@@ -131,8 +137,6 @@ class SentenceReader:
     """onnxruntime.quantization's CalibrationDataReader over real sentences, one unpadded sentence per call."""
 
     def __init__(self, tokenizer, sentences, input_names, max_len: int = 512):
-        from .check import encode_batches
-
         # batches of one, padded to their own length: each feed is one unpadded sentence
         self._feeds = encode_batches(tokenizer, sentences, input_names, batch_size=1, max_len=max_len)
         self._iter = iter(self._feeds)
@@ -168,10 +172,10 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
                   check_sentences: int = DEFAULT_CHECK_SENTENCES, min_agreement: float = DEFAULT_MIN_AGREEMENT,
                   seed: int = DEFAULT_SEED) -> QuantizeResult:
     """Quantize `input` to int8 (see the module docstring); check it; write `output` only if the check passes."""
+    # onnx, onnxruntime and transformers take seconds to import: only the quantizing itself needs them
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-
-    from . import onnx_io
+    from transformers import AutoTokenizer
 
     started = time.perf_counter()
     if mode not in MODES:
@@ -195,10 +199,7 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
     kept = tuple(dict.fromkeys([*classifier_nodes(model), *keep_float]))
     before = onnx_io.op_counts(model)
     has_attention = before.get("Attention", 0) > 0
-
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(checked_tokenizer_dir(tok_dir, input)))
     settings = {"mode": mode, "weights": "int8 symmetric, " + ("per channel" if per_channel else "per tensor"),
                 "reduce_range": reduce_range}
     with onnx_io.staged_output(output) as staged:
@@ -214,8 +215,6 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
             else:
                 from onnxruntime.quantization import CalibrationMethod
                 from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-                from common.paths import conll_dir
 
                 calib_path = Path(calib_file) if calib_file else conll_dir() / "train.txt"
                 reader = SentenceReader(tokenizer, sample_sentences(calib_path, calib_sentences, seed), input_names)
@@ -267,26 +266,23 @@ def _size_mb(path: Path) -> float:
     return total / 2**20
 
 
-def _session(path):
-    from infer.runners.onnxrt import SessionFromOnnx
-
-    return SessionFromOnnx(path)()
+# big enough batches for a quick check; the labels do not depend on the batching
+CHECK_POLICY = BatchPolicy(max_rows=64, max_tokens=4096)
 
 
-def _predict_ids(path, rows, input_names, pad_id) -> np.ndarray:
-    from infer.bench_core import BatchPolicy, plan, run_plan
-
-    session = _session(path)
-    output = session.get_outputs()[0].name
-    return run_plan(rows, plan(rows, BatchPolicy(max_rows=64, max_tokens=4096)),
-                    lambda feed: session.run([output], feed)[0], input_names, pad_id)
+def _predict_ids(path, rows: Rows, input_names, pad_id) -> np.ndarray:
+    """Label id of every word of `rows` with the graph at `path` (CPU), flat as `rows.word_slot` orders it."""
+    out = np.full(rows.num_words, -1, dtype=np.int64)
+    with OrtRunner.from_path(path, providers=["CPUExecutionProvider"]) as runner:
+        output = runner.get_output_metadata()[0].name
+        for batch in plan(rows, CHECK_POLICY):
+            logits = runner.infer(batch_feed(rows, batch, input_names, pad_id), check_inputs=False)[output]
+            out[batch.word_slot] = word_label_ids(logits, batch.word_row, batch.word_pos)
+    return out
 
 
 def label_agreement(candidate, reference, *, tokenizer, input_names, count: int = DEFAULT_CHECK_SENTENCES):
     """Share of word labels (argmax at each word's first sub-token) two graphs agree on, over real sentences."""
-    from convert.check import real_sentences
-    from infer.bench_core import encode
-
     sentences, _ = real_sentences(count)
     rows = encode(tokenizer, sentences, 512)
     pad = tokenizer.pad_token_id or 0
@@ -296,15 +292,11 @@ def label_agreement(candidate, reference, *, tokenizer, input_names, count: int 
 
 
 def compare_f1(candidate, reference, *, eval_file, tokenizer, input_names, id2label) -> Accuracy:
-    from infer.bench_core import encode, split_labels
-    from postprocess.metrics import f1_score
-    from preprocess.conll import read_conll
-
     sentences = read_conll(eval_file)
     gold = [list(s.tags) for s in sentences]
     rows = encode(tokenizer, [s.words for s in sentences], 512)
     pad = tokenizer.pad_token_id or 0
-    scores = [f1_score(gold, split_labels(_predict_ids(path, rows, input_names, pad), rows.offsets, id2label))
+    scores = [f1_score(gold, label_names(_predict_ids(path, rows, input_names, pad), rows.offsets, id2label))
               for path in (reference, candidate)]
     return Accuracy(file=str(eval_file), sentences=len(sentences), f1_input=scores[0], f1_output=scores[1])
 
@@ -312,8 +304,6 @@ def compare_f1(candidate, reference, *, eval_file, tokenizer, input_names, id2la
 # ---------------------------------------------------------------- command
 
 def _default_eval_file() -> Optional[Path]:
-    from common.paths import conll_dir
-
     path = conll_dir() / "valid.txt"
     return path if path.is_file() else None
 

@@ -56,7 +56,8 @@ def infer_command(ctx, model, input_, output, output_dirname, outfmt, batchsize,
     else:
         if seq_len is not None:
             raise UserError("--seq_len only shapes the zero inputs; with --input the lengths come from the files")
-        run_offline(model=model, input=input_, argv=argv, **flags)
+        # the bar goes to stderr even in a log file: a long run is never silent (rate and ETA)
+        run_offline(model=model, input=input_, argv=argv, progress=True, **flags)
 
 
 def main() -> None:

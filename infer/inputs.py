@@ -20,6 +20,7 @@ import numpy as np
 from common.errors import InputFileError, UserError, ValidationError
 
 from .runners.base import TensorMeta
+from .token_ids import int32_error, written_as_int32
 
 INPUT_SUFFIX = ".bin"
 _TRAILING_ID = re.compile(r"(?:^|_)(\d+(?:_\d+)*)$")
@@ -154,9 +155,13 @@ def sample_lengths(samples: Sequence[Sample], metas: Sequence[TensorMeta]) -> li
             fixed = meta.fixed_dim(1)
             dtype = np.dtype(meta.dtype).name
             if fixed is not None and size != fixed * itemsize:
+                if written_as_int32(path, meta):
+                    raise int32_error(path, meta)
                 raise InputFileError(path, f"{size} bytes is not a (1, {fixed}) {dtype} tensor "
                                            f"({fixed * itemsize} bytes) as model input {meta.name!r} needs")
             if size == 0 or size % itemsize:
+                if written_as_int32(path, meta):
+                    raise int32_error(path, meta)
                 raise InputFileError(path, f"{size} bytes is not a whole (1, L) {dtype} tensor "
                                            f"(a multiple of {itemsize} bytes) for model input {meta.name!r}")
             this = size // itemsize
@@ -169,12 +174,13 @@ def sample_lengths(samples: Sequence[Sample], metas: Sequence[TensorMeta]) -> li
     return lengths
 
 
-def plan_batches(samples: Sequence[Sample], lengths: Sequence[int], batchsize: int) -> list[Batch]:
+def plan_batches(samples: Sequence[Sample], lengths: Sequence[int], batchsize: int,
+                 pad: bool = False) -> list[Batch]:
     """Group samples by length (length buckets give several), then cut each group into batches.
 
-    Every batch has exactly `batchsize` rows; a group's short last batch is padded (rows beyond
-    `len(samples)`), so a static-batch graph always gets its N rows and dynamic graphs see
-    one shape per group.
+    With `pad` (a graph that fixes the batch) every batch has exactly `batchsize` rows and a
+    group's short last batch is padded (rows beyond `len(samples)`). Without it a batch has only
+    its real rows: memory follows the samples present, not `--batchsize`.
     """
     groups: OrderedDict[int, list[Sample]] = OrderedDict()
     for sample, length in sorted(zip(samples, lengths), key=lambda pair: pair[1]):
@@ -182,7 +188,8 @@ def plan_batches(samples: Sequence[Sample], lengths: Sequence[int], batchsize: i
     batches = []
     for length, group in groups.items():
         for start in range(0, len(group), batchsize):
-            batches.append(Batch(length, tuple(group[start:start + batchsize]), batchsize))
+            chunk = tuple(group[start:start + batchsize])
+            batches.append(Batch(length, chunk, batchsize if pad else len(chunk)))
     return batches
 
 
@@ -224,3 +231,8 @@ def model_batchsize(metas: Sequence[TensorMeta], requested: Optional[int]) -> in
                             f"use --batchsize {static} or a dynamic-batch model")
         return static
     return requested or 1
+
+
+def fixes_batch(metas: Sequence[TensorMeta]) -> bool:
+    """Whether the graph fixes dim 0 (then every run needs exactly that many rows)."""
+    return any(m.fixed_dim(0) is not None for m in metas)

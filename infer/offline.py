@@ -1,9 +1,12 @@
 """Offline batch inference with ais_bench's flags and layout, on any runner (ORT by default).
 
-`run_offline` is the whole of `python -m infer --input ...`: pair the input files, find or
-create the result folder (resuming a matching one), validate every file against the model,
-group samples by length, run batches (padding a short last batch, never writing the padded
-rows), write each sample's logits atomically and the summary beside the folder.
+`run_offline` is the whole of `python -m infer --input ...`: pair the input files, validate
+every file against the model (sizes, and token ids against the graph's embedding tables), find
+a matching folder to resume (locked while this run uses it) or create a new one, group samples
+by length, run batches (a short last batch is padded only for a graph that fixes the batch;
+padded rows are never written), write each sample's logits atomically and the summary beside
+the folder. The speed it prints, "inference: X samples/s", spans model load to last output
+and counts only samples this run computed; outputs reused from an earlier run get no speed.
 `run_pure` is `python -m infer` without `--input`: `--loop` runs on zero inputs.
 
 Timing follows ais_bench: `--warmup_count` untimed runs first (here once per distinct input
@@ -14,7 +17,9 @@ lists every sample of the folder.
 """
 from __future__ import annotations
 
+import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -23,15 +28,16 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from common.atomic import remove_stale_temporaries
 from common.errors import InputFileError, UserError
-from common.atomic import write_json
 
 from . import outputs as out
-from .inputs import (check_folders_match_model, model_batchsize, pair_samples, parse_input_arg, plan_batches,
-                     load_batch, sample_lengths, zero_feed)
-from .runners.base import BaseRunner
+from .inputs import (check_folders_match_model, fixes_batch, model_batchsize, pair_samples, parse_input_arg,
+                     plan_batches, load_batch, sample_lengths, zero_feed)
+from .runners.base import BaseRunner, TensorMeta
 from .runners.onnxrt import OrtRunner
 from .summary import build_summary, summary_lines
+from .token_ids import check_token_ids, embedding_table_rows
 
 DEFAULT_SEQ_LEN = 128
 OUTFMTS = ("NPY", "BIN")
@@ -105,7 +111,10 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
                 display_all_summary: bool = False, argv: Optional[Sequence[str]] = None,
                 runner_factory: Callable[[Path, int], BaseRunner] = _default_runner,
                 log: Callable[[str], None] = click.echo, progress: Optional[bool] = None) -> RunResult:
-    """Run every sample of the input folders through the model; see the module docstring."""
+    """Run every sample of the input folders through the model; see the module docstring.
+
+    `progress`: True draws the bar on stderr, False never, None only on a terminal.
+    """
     outfmt = _check_common(outfmt, loop, warmup_count, batchsize)
     model = check_model_path(model)
     folders = parse_input_arg(input)
@@ -114,91 +123,149 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
         model=model, input=input, output=output, outfmt=outfmt, batchsize=batchsize, loop=loop,
         warmup_count=warmup_count, device=device, output_dirname=output_dirname)
     result = RunResult(total=len(samples))
+    started = time.perf_counter()
 
-    folder, manifest = None, None
-    if output is not None:
-        wanted = out.make_manifest(model_path=model, input_dirs=folders, outfmt=outfmt)
-        folder, manifest = out.choose_output_folder(output_root=output, output_dirname=output_dirname, wanted=wanted)
-        result.out_dir, result.summary_path = folder, out.summary_path(folder)
-
-    pending = list(samples)
-    if manifest is not None:
-        n_outputs = int(manifest.get("num_outputs") or 1)
-        pending = [s for s in samples
-                   if not all(out.output_path(folder, s.stem, i, outfmt).is_file() for i in range(n_outputs))]
-        result.skipped = len(samples) - len(pending)
-        if not pending:
-            log(f"[INFO] {len(samples)} of {len(samples)} outputs already present, nothing to do: {folder}")
-            if not result.summary_path.exists():  # a run cut off between its last output and its summary
-                write_json(result.summary_path, build_summary(
-                    filesinfo=_filesinfo(samples, folder, outfmt, n_outputs), args=args, compute_ms=[],
-                    batchsizes=[]), indent=None)
-            return result
-        log(f"[INFO] resuming {folder}: {result.skipped} of {len(samples)} outputs already present, "
-            f"computing {len(pending)}")
-
-    with runner_factory(model, device) as runner:
-        metas = runner.get_input_metadata()
-        out_metas = runner.get_output_metadata()
+    with ExitStack() as held:  # the runner, then the folder lock: both released however the run ends
+        log(f"[INFO] loading {model}")
+        runner = held.enter_context(runner_factory(model, device))
+        metas, out_metas = runner.get_input_metadata(), runner.get_output_metadata()
+        log(f"[INFO] model loaded in {time.perf_counter() - started:.1f} s: {runner.name} on "
+            f"{', '.join(getattr(runner, 'providers', []) or ['?'])}")
         check_folders_match_model(folders, metas)
         lengths = dict(zip((s.index for s in samples), sample_lengths(samples, metas)))
         rows = model_batchsize(metas, batchsize)
-        batches = plan_batches(pending, [lengths[s.index] for s in pending], rows)
-        log(f"[INFO] {runner.name} on {', '.join(getattr(runner, 'providers', []) or ['?'])}: "
-            f"{len(pending)} samples in {len(batches)} batch(es) of {rows} "
+
+        folder, manifest, pending = None, None, list(samples)
+        if output is not None:
+            wanted = out.make_manifest(model_path=model, input_dirs=folders, outfmt=outfmt)
+            folder, manifest = out.choose_output_folder(output_root=output, output_dirname=output_dirname,
+                                                        wanted=wanted)
+        if folder is not None:
+            held.enter_context(out.FolderLock(folder))  # a second run resuming it now stops with an error
+            result.out_dir, result.summary_path = folder, out.summary_path(folder)
+            pending = _resume(folder, samples, lengths, out_metas, outfmt, log)
+            result.skipped = len(samples) - len(pending)
+            if not pending:
+                return _all_reused(result, samples, folder, outfmt, len(out_metas), args, log)
+
+        step = time.perf_counter()
+        check_token_ids(pending, metas, embedding_table_rows(model))
+        log(f"[INFO] checked the token ids of {len(pending)} samples in {time.perf_counter() - step:.1f} s")
+        batches = plan_batches(pending, [lengths[s.index] for s in pending], rows, pad=fixes_batch(metas))
+        log(f"[INFO] {len(pending)} samples in {len(batches)} batch(es) of up to {rows} "
             f"(lengths {', '.join(str(n) for n in sorted({b.length for b in batches}))})")
 
-        if folder is not None:
+        if output is not None and folder is None:
             # Created only now, after every input file passed validation: a failed run leaves nothing.
-            out.ensure_folder(folder)
-            if manifest is None:
-                out.write_manifest(folder, out.make_manifest(model_path=model, input_dirs=folders, outfmt=outfmt,
-                                                              num_outputs=len(out_metas)))
+            folder = out.create_result_folder(output, output_dirname)
+            held.enter_context(out.FolderLock(folder))
+            out.write_manifest(folder, out.make_manifest(model_path=model, input_dirs=folders, outfmt=outfmt,
+                                                          num_outputs=len(out_metas)))
+            result.out_dir, result.summary_path = folder, out.summary_path(folder)
+        if folder is not None:
             log(f"[INFO] output path:{folder}")
 
+        step = time.perf_counter()
         first_of_shape = {}
         for batch in batches:
             first_of_shape.setdefault(batch.length, batch)
         _warmup(runner, [load_batch(b, metas) for b in first_of_shape.values()], warmup_count)
-        log(f"[INFO] warm up {warmup_count} done")
+        log(f"[INFO] warm up {warmup_count} done ({time.perf_counter() - step:.1f} s)")
 
         compute_ms: list[float] = []
-        start = time.perf_counter()
-        # disable=None: a bar on a terminal, silence in logs and pipes.
-        show = None if progress is None else not progress
-        with tqdm(total=len(pending), unit="sample", desc="Inference", disable=show) as bar:
+        rows_run: list[int] = []
+        with tqdm(total=len(pending), unit="sample", desc="Inference", file=sys.stderr, mininterval=0.5,
+                  disable=None if progress is None else not progress) as bar:
             for batch in batches:
                 feed = load_batch(batch, metas)
                 for _ in range(loop):
                     results = runner.infer(feed)
                     compute_ms.append(runner.inference_time)
+                    rows_run.append(batch.rows)
                 if folder is not None:
                     result.written += _write_outputs(folder, batch, results, out_metas, outfmt)
                 result.computed += len(batch.samples)
                 bar.update(len(batch.samples))
-        result.wall_s = time.perf_counter() - start
+        result.wall_s = time.perf_counter() - started
 
-    summary = build_summary(filesinfo=_filesinfo(samples, folder, outfmt, len(out_metas)) if folder else {},
-                            args=args, compute_ms=compute_ms, batchsizes=[rows] * len(compute_ms))
-    result.summary = summary
-    for line in summary_lines(summary, float(rows), display_all=display_all_summary):
-        log(line)
-    log(f"[INFO] end-to-end: {result.computed} samples in {result.wall_s:.3f} s = "
-        f"{result.samples_per_s:.2f} sentences/s (wall time incl. reading inputs and writing outputs; "
-        "excl. model load and warm-up)")
-    if folder is not None:
-        write_json(result.summary_path, summary, indent=None)
-        log(f"[INFO] summary: {result.summary_path}")
+        summary = build_summary(filesinfo=_filesinfo(samples, folder, outfmt, len(out_metas)) if folder else {},
+                                args=args, compute_ms=compute_ms, batchsizes=rows_run)
+        result.summary = summary
+        for line in summary_lines(summary, float(np.mean(rows_run)), display_all=display_all_summary):
+            log(line)
+        reused = f"; {result.skipped} outputs reused from an earlier run" if result.skipped else ""
+        log(f"[INFO] inference: {result.computed} samples in {result.wall_s:.2f} s = {result.samples_per_s:.2f} "
+            f"samples/s (python -m infer, model load to last output){reused}")
+        if folder is not None:  # still under the folder lock
+            out.save_json(result.summary_path, summary, indent=None)
+            _write_run_record(folder, result)
+            log(f"[INFO] summary: {result.summary_path}")
     return result
+
+
+def _written_dtype(meta: TensorMeta) -> np.dtype:
+    # the contract is float32 logits, whatever float type the graph computes in
+    return np.dtype(np.float32) if np.dtype(meta.dtype) in (np.float16, np.float64) else np.dtype(meta.dtype)
+
+
+def _written_shape(meta: TensorMeta, length: int) -> list[Optional[int]]:
+    """The shape of one sample's output file: one row, the sample's length, the graph's other dims."""
+    shape = []
+    for axis, dim in enumerate(meta.shape):
+        if axis == 0:
+            shape.append(1)
+        elif TensorMeta.is_static(dim):
+            shape.append(dim)
+        else:
+            shape.append(length if axis == 1 else None)
+    return shape
+
+
+def _resume(folder: Path, samples, lengths: dict, out_metas, outfmt: str, log) -> list:
+    """The samples of a resumed folder still to compute: outputs missing, or not the shape and size
+    their input implies (a truncated or foreign file is recomputed, never kept)."""
+    removed = remove_stale_temporaries(folder)  # left by a run killed mid-write
+    pending, damaged = [], 0
+    for sample in samples:
+        paths = [out.output_path(folder, sample.stem, i, outfmt) for i in range(len(out_metas))]
+        whole = [out.output_is_whole(path, outfmt, _written_shape(meta, lengths[sample.index]), _written_dtype(meta))
+                 for path, meta in zip(paths, out_metas)]
+        if not all(whole):
+            pending.append(sample)
+            damaged += any(path.exists() for path, ok in zip(paths, whole) if not ok)
+    notes = [f"{n} {what}" for n, what in ((damaged, "incomplete outputs recomputed"),
+                                            (removed, "stale temporary files removed")) if n]
+    if pending:
+        log(f"[INFO] resuming {folder}: {len(samples) - len(pending)} of {len(samples)} outputs already present, "
+            f"computing {len(pending)}" + (f" ({', '.join(notes)})" if notes else ""))
+    return pending
+
+
+def _all_reused(result: RunResult, samples, folder: Path, outfmt: str, n_outputs: int, args, log) -> RunResult:
+    log(f"[INFO] {len(samples)} of {len(samples)} outputs already present, nothing to do: {folder}")
+    log(f"[INFO] inference: not run; all {len(samples)} outputs reused from an earlier run (no speed measured)")
+    if not result.summary_path.exists():  # a run cut off between its last output and its summary
+        out.save_json(result.summary_path, build_summary(
+            filesinfo=_filesinfo(samples, folder, outfmt, n_outputs), args=args, compute_ms=[], batchsizes=[]),
+            indent=None)
+    _write_run_record(folder, result)
+    return result
+
+
+def _write_run_record(folder: Path, result: RunResult) -> None:
+    """What this run did, for scripts/summarize_run.py: a speed only for work really done."""
+    out.write_run_record(folder, {
+        "total": result.total, "computed": result.computed, "reused": result.skipped,
+        "seconds": round(result.wall_s, 3) if result.computed else None,
+        "samples_per_s": round(result.samples_per_s, 2) if result.computed else None,
+        "measured": "python -m infer, model load to last output"})
 
 
 def _write_outputs(folder: Path, batch, results: dict, out_metas, outfmt: str) -> list[Path]:
     """One file per real sample and model output, `<stem>_<output index>.<fmt>`, shape (1, L, labels)."""
     written = []
     for index, meta in enumerate(out_metas):
-        array = np.asarray(results[meta.name])
-        if array.dtype in (np.float16, np.float64):
-            array = array.astype(np.float32)  # the contract is float32 logits, whatever the graph computes in
+        array = np.asarray(results[meta.name]).astype(_written_dtype(meta), copy=False)
         # Rows past len(batch.samples) are padding: never written.
         for row, sample in enumerate(batch.samples):
             path = out.output_path(folder, sample.stem, index, outfmt)
@@ -234,10 +301,8 @@ def run_pure(*, model, output=None, outfmt: str = "BIN", batchsize: Optional[int
         model=model, output=output, outfmt=outfmt, batchsize=batchsize, loop=loop, warmup_count=warmup_count,
         device=device, output_dirname=output_dirname, seq_len=seq_len)
     result = RunResult()
-    folder = None
     if output is not None:
-        folder, _ = out.choose_output_folder(output_root=output, output_dirname=output_dirname, wanted=None)
-        result.out_dir, result.summary_path = folder, out.summary_path(folder)
+        out.choose_output_folder(output_root=output, output_dirname=output_dirname, wanted=None)  # checks only
 
     with runner_factory(model, device) as runner:
         metas = runner.get_input_metadata()
@@ -259,23 +324,26 @@ def run_pure(*, model, output=None, outfmt: str = "BIN", batchsize: Optional[int
         compute_ms = list(runner.inference_times)
         result.computed = rows * loop
 
-    filesinfo = {}
-    if folder is not None:
-        out.ensure_folder(folder)
-        outfiles = []
-        for index, meta in enumerate(out_metas):
-            path = out.output_path(folder, out.PURE_INFER_NAME, index, outfmt)
-            out.write_array(path, np.asarray(results[meta.name]), outfmt)
-            outfiles.append(str(path))
-            result.written.append(path)
-        filesinfo = {0: {"infiles": [out.PURE_INFER_NAME] * len(metas), "outfiles": outfiles}}
-        log(f"[INFO] output path:{folder}")
-    summary = build_summary(filesinfo=filesinfo, args=args, compute_ms=compute_ms,
-                            batchsizes=[rows] * len(compute_ms))
-    result.summary = summary
-    for line in summary_lines(summary, float(rows), display_all=display_all_summary):
-        log(line)
-    if folder is not None:
-        write_json(result.summary_path, summary, indent=None)
-        log(f"[INFO] summary: {result.summary_path}")
+    filesinfo, folder = {}, None
+    with ExitStack() as held:
+        if output is not None:
+            folder = out.create_result_folder(output, output_dirname)
+            held.enter_context(out.FolderLock(folder))
+            result.out_dir, result.summary_path = folder, out.summary_path(folder)
+            outfiles = []
+            for index, meta in enumerate(out_metas):
+                path = out.output_path(folder, out.PURE_INFER_NAME, index, outfmt)
+                out.write_array(path, np.asarray(results[meta.name]), outfmt)
+                outfiles.append(str(path))
+                result.written.append(path)
+            filesinfo = {0: {"infiles": [out.PURE_INFER_NAME] * len(metas), "outfiles": outfiles}}
+            log(f"[INFO] output path:{folder}")
+        summary = build_summary(filesinfo=filesinfo, args=args, compute_ms=compute_ms,
+                                batchsizes=[rows] * len(compute_ms))
+        result.summary = summary
+        for line in summary_lines(summary, float(rows), display_all=display_all_summary):
+            log(line)
+        if folder is not None:
+            out.save_json(result.summary_path, summary, indent=None)
+            log(f"[INFO] summary: {result.summary_path}")
     return result

@@ -21,7 +21,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator, Sequence
 
-from preprocess.tags import OUTSIDE, split_tag, to_iob2
+from common.tags import OUTSIDE, split_tag, to_iob2
 
 Span = tuple[int, int]  # [start, end) character offsets in the original text
 

@@ -2,7 +2,7 @@
 
 The index (docs/internals.md) lists, for each sample, `[word id, token position]` of exactly
 the words that sample scores; a word's label is the argmax of the logits at its first sub-token.
-Windows of a long sentence are joined by writing each word where the index says it belongs, so
+Windows of a long sentence (or of a document) are joined by writing each word where the index says it belongs, so
 overlapping context tokens are never read. Every check here names the file it blames: the index
 (`Index.path`), the anno file (passed in) or the output file (`names`).
 """
@@ -29,6 +29,7 @@ class IndexHeader:
     buckets: tuple[int, ...] | None = None
     source: str | None = None
     model_dir: str | None = None
+    per_word_sentence: bool = False  # ner-index/2: each scored word names its sentence (document context)
 
     @property
     def num_labels(self) -> int:
@@ -37,13 +38,22 @@ class IndexHeader:
 
 @dataclass(frozen=True)
 class SampleRecord:
-    """One sample: its padded length and the `(word id, token position)` pairs it scores."""
+    """One sample: its padded length and the `(word id, token position)` pairs it scores.
+
+    With document context a sample scores words of several sentences: `word_sentences` then gives
+    the sentence of each of `words`; empty means they all belong to `sentence`."""
 
     sample: int
     sentence: int
     length: int
     tokens: int
     words: tuple[tuple[int, int], ...]
+    word_sentences: tuple[int, ...] = ()
+
+    def scored(self):
+        """(sentence, word id, token position) of every word this sample scores."""
+        owners = self.word_sentences or (self.sentence,) * len(self.words)
+        return [(s, w, p) for s, (w, p) in zip(owners, self.words)]
 
 
 @dataclass(frozen=True)
@@ -62,27 +72,27 @@ def check_coverage(index: Index, words_per_sentence: Sequence[int], anno_name: s
     owner: dict[tuple[int, int], int] = {}
     scored = [0] * len(words_per_sentence)
     for rec in index.samples:
-        if rec.sentence >= len(words_per_sentence):
-            raise ValidationError(
-                f"{anno_name} and {index.path} disagree: sample {rec.sample} belongs to sentence "
-                f"{rec.sentence}, the anno has {len(words_per_sentence)} sentences")
-        n_words = words_per_sentence[rec.sentence]
-        for word, position in rec.words:
+        for sentence, word, position in rec.scored():
+            if sentence >= len(words_per_sentence):
+                raise ValidationError(
+                    f"{anno_name} and {index.path} disagree: sample {rec.sample} scores a word of sentence "
+                    f"{sentence}, the anno has {len(words_per_sentence)} sentences")
+            n_words = words_per_sentence[sentence]
             if not 0 <= position < rec.length:
                 raise ValidationError(
                     f"{index.path}: corrupt index: sample {rec.sample} puts word {word} at token "
                     f"{position}, outside its length {rec.length}")
-            key = (rec.sentence, word)
+            key = (sentence, word)
             if key in owner:
                 raise ValidationError(
-                    f"{index.path}: corrupt index: word {word} of sentence {rec.sentence} is scored by "
+                    f"{index.path}: corrupt index: word {word} of sentence {sentence} is scored by "
                     f"samples {owner[key]} and {rec.sample}")
             if not 0 <= word < n_words:
                 raise ValidationError(
-                    f"{anno_name} and {index.path} disagree: sentence {rec.sentence} has {n_words} words "
+                    f"{anno_name} and {index.path} disagree: sentence {sentence} has {n_words} words "
                     f"in the anno, the index scores word {word} (sample {rec.sample})")
             owner[key] = rec.sample
-            scored[rec.sentence] += 1
+            scored[sentence] += 1
     for sentence, (n_words, n_scored) in enumerate(zip(words_per_sentence, scored)):
         if n_scored != n_words:
             raise ValidationError(
@@ -126,9 +136,8 @@ def decode(index: Index, logits: Mapping[int, np.ndarray], words_per_sentence: S
         else:
             name = (names or {}).get(rec.sample, f"output of sample {rec.sample}")
             labels = _argmax_at(logits[rec.sample], positions, expected_shape(rec, num_labels), name, rec)
-        row = predicted[rec.sentence]
-        for word, label in zip(word_ids.tolist(), labels.tolist()):
-            row[word] = label
+        for (sentence, word, _), label in zip(rec.scored(), labels.tolist()):
+            predicted[sentence][word] = label
     return predicted
 
 

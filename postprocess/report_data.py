@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from common.errors import InputFileError
-from preprocess.tags import OUTSIDE, split_tag
+from common.tags import OUTSIDE, split_tag
 
 
 def word_type(tag: str) -> str:

@@ -11,13 +11,16 @@ from pathlib import Path
 
 from common.errors import InputFileError, UserError, ValidationError
 from preprocess.conll import read_conll
-from preprocess.tags import split_tag
+from common.tags import split_tag
 
 from .decode import Index, IndexHeader, SampleRecord
 # The outputs' reader lives in .outputs; scripts/verify_run.py imports it from here.
 from .outputs import Outputs, find_outputs, load_output  # noqa: F401
 
 INDEX_FORMAT = "ner-index/1"
+# document context (bin_create --context document): words are [sentence, word id, token position]
+INDEX_FORMAT_DOCUMENT = "ner-index/2"
+INDEX_FORMATS = (INDEX_FORMAT, INDEX_FORMAT_DOCUMENT)
 
 
 def index_path_for(anno_file) -> Path:
@@ -62,8 +65,9 @@ def _json_object(text: str, path: Path, line: int) -> dict:
 
 
 def _read_header(obj: dict, path: Path) -> IndexHeader:
-    if obj.get("format") != INDEX_FORMAT:
-        raise InputFileError(path, f"header format is {obj.get('format')!r}, expected {INDEX_FORMAT!r}", line=1)
+    if obj.get("format") not in INDEX_FORMATS:
+        raise InputFileError(path, f"header format is {obj.get('format')!r}, expected "
+                                   f"{' or '.join(map(repr, INDEX_FORMATS))}", line=1)
     raw = obj.get("id2label")
     if not isinstance(raw, dict) or not raw:
         raise InputFileError(path, "header has no id2label", line=1)
@@ -90,10 +94,12 @@ def _read_header(obj: dict, path: Path) -> IndexHeader:
         buckets=tuple(buckets) if buckets else None,
         source=obj.get("source"),
         model_dir=obj.get("model_dir"),
+        per_word_sentence=obj["format"] == INDEX_FORMAT_DOCUMENT,
     )
 
 
-def _read_sample(obj: dict, path: Path, line: int, num_sentences: int) -> SampleRecord:
+def _read_sample(obj: dict, path: Path, line: int, header: IndexHeader) -> SampleRecord:
+    num_sentences = header.num_sentences
     sample = _int(obj, "sample", path, line)
     sentence = _int(obj, "sentence", path, line)
     length = _int(obj, "length", path, line, minimum=1)
@@ -101,14 +107,23 @@ def _read_sample(obj: dict, path: Path, line: int, num_sentences: int) -> Sample
     if sentence >= num_sentences:
         raise InputFileError(path, f"sentence {sentence} out of range (header: {num_sentences} sentences)", line=line)
     words = obj.get("words")
+    width, shape = (3, "[sentence, word id, token position] integer triples") if header.per_word_sentence \
+        else (2, "[word id, token position] integer pairs")
     if not isinstance(words, list) or not all(
-            isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair) for pair in words):
-        raise InputFileError(path, "'words' must be a list of [word id, token position] integer pairs", line=line)
-    for word, position in words:
+            isinstance(item, list) and len(item) == width and all(type(v) is int for v in item) for item in words):
+        raise InputFileError(path, f"'words' must be a list of {shape}", line=line)
+    if width == 2:
+        words = [[sentence, w, p] for w, p in words]
+    for owner, word, position in words:
         if word < 0 or not 0 <= position < length:
             raise InputFileError(path, f"word {word} at token {position} is outside the sample (length {length})",
                                  line=line)
-    return SampleRecord(sample, sentence, length, tokens, tuple((w, p) for w, p in words))
+        if not 0 <= owner < num_sentences:
+            raise InputFileError(path, f"sentence {owner} out of range (header: {num_sentences} sentences)",
+                                 line=line)
+    owners = tuple(s for s, _, _ in words)
+    return SampleRecord(sample, sentence, length, tokens, tuple((w, p) for _, w, p in words),
+                        owners if any(s != sentence for s in owners) else ())
 
 
 def read_index(path) -> Index:
@@ -123,7 +138,7 @@ def read_index(path) -> Index:
     for number, text in enumerate(lines[1:], start=2):
         if not text.strip():
             continue
-        rec = _read_sample(_json_object(text, path, number), path, number, header.num_sentences)
+        rec = _read_sample(_json_object(text, path, number), path, number, header)
         if rec.sample in records:
             raise InputFileError(path, f"sample {rec.sample} listed twice", line=number)
         records[rec.sample] = rec

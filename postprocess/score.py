@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import InputFileError, ValidationError
-from preprocess.tags import OUTSIDE, to_iob2
+from common.tags import OUTSIDE, to_iob2
 
 from .decode import decode, missing_samples
-from .metrics import classification_report
+from common.metrics import classification_report
 from .outputs import Outputs, bin_dtype, find_outputs
 from .results import index_path_for, read_anno, read_index, read_words
 

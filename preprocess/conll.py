@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common.errors import InputFileError
 
-from .tags import TagError, to_iob2
+from common.tags import TagError, to_iob2
 
 DOCSTART = "-DOCSTART-"
 
@@ -50,6 +50,36 @@ def _decoded_lines(path: Path) -> list[str]:
 
 def read_conll(path) -> list[Sentence]:
     """Read every sentence of a CoNLL file, tags normalised to IOB2."""
+    return read_conll_file(path).sentences
+
+
+@dataclass(frozen=True)
+class ConllFile:
+    """A CoNLL file's sentences and whether it marks documents with `-DOCSTART-` lines."""
+
+    path: Path
+    sentences: list[Sentence]
+    has_docstart: bool
+
+    def documents(self) -> list[list[int]]:
+        """Sentence ids grouped by document, in file order. A file without `-DOCSTART-` has no
+        document marks: each sentence is then its own document."""
+        if not self.has_docstart:
+            return [[sid] for sid in range(len(self.sentences))]
+        groups: list[list[int]] = []
+        for sid, sentence in enumerate(self.sentences):
+            if groups and self.sentences[groups[-1][0]].doc_id == sentence.doc_id:
+                groups[-1].append(sid)
+            else:
+                groups.append([sid])
+        return groups
+
+    def no_docstart_note(self) -> str:
+        return f"note: {self.path}: no -DOCSTART- lines; with document context each sentence is its own document"
+
+
+def read_conll_file(path) -> ConllFile:
+    """`read_conll`, keeping whether the file has document marks."""
     path = Path(path)
     sentences: list[Sentence] = []
     words: list[str] = []
@@ -91,4 +121,4 @@ def read_conll(path) -> list[Sentence]:
     if not sentences:
         what = "only -DOCSTART- lines" if saw_docstart else "no sentences"
         raise InputFileError(path, f"holds {what}: nothing to process")
-    return sentences
+    return ConllFile(path, sentences, saw_docstart)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,41 @@ def test_every_stage_through_its_entry_point(tmp_path, tiny_model_dir, conll_sen
     assert result["missing"] == []
     blocks = (tmp_path / "pred.txt").read_text().strip("\n").split("\n\n")
     assert len(blocks) == 61 and len(blocks[-1].splitlines()) == 900  # all 900 words labelled
-    run(py, "-m", "infer", "--model", str(tmp_path / "m_fix.onnx"), "--input", inputs,
-        "--output", str(tmp_path / "result"), "--outfmt", "NPY", "--batchsize", "8")
+    out = run(py, "scripts/summarize_run.py", "--result_dir", str(result_dir), "--work_dir", str(tmp_path),
+              "--total_seconds", "12.5")
+    # one figure per meaning, each saying what it spans
+    assert re.search(r"^inference: [\d.]+ sentences/s \(python -m infer, model load to last output; "
+                     r"61 sentences as \d+ samples in [\d.]+ s\)$", out, re.M), out
+    assert re.search(r"^model compute: [\d.]+ samples/s \(ais_bench throughput, session.run only\)$", out, re.M)
+    assert re.search(r"^whole flow: 12 s \(scripts/run_all.sh, all 6 stages", out, re.M)
+    assert len(re.findall(r"sentences/s", out)) == 1
+
+    out = run(py, "-m", "infer", "--model", str(tmp_path / "m_fix.onnx"), "--input", inputs,
+              "--output", str(tmp_path / "result"), "--outfmt", "NPY", "--batchsize", "8")
     assert [p for p in (tmp_path / "result").iterdir() if p.is_dir()] == [result_dir]  # resumed, not redone
+    assert re.search(r"all \d+ outputs reused from an earlier run \(no speed measured\)", out)
+    assert not re.search(r"\d \w+/s", out)  # no speed at all
+    out = run(py, "scripts/summarize_run.py", "--result_dir", str(result_dir), "--work_dir", str(tmp_path),
+              "--total_seconds", "3")
+    assert re.search(r"inference: not run; all \d+ outputs reused from an earlier run \(no speed measured\)", out)
+    assert "sentences/s" not in out
+    assert "measured by the earlier run that computed the outputs" in out
+
+
+def test_run_all_labels_each_speed_and_reports_none_for_reused_outputs(tmp_path, tiny_model_dir, conll_sentences):
+    data = tmp_path / "data.txt"
+    data.write_text("\n\n".join("\n".join(f"{w} NNP O {t}" for w, t in zip(s.words, s.tags))
+                                for s in conll_sentences[:12]) + "\n", encoding="utf-8")
+    argv = ["bash", "scripts/run_all.sh", "--model_dir", str(tiny_model_dir), "--input_file", str(data),
+            "--work_dir", str(tmp_path / "work"), "--seq_len", "64", "--buckets", "32", "--batchsize", "4"]
+    summary = run(*argv).split("== summary ==")[1]
+    assert re.search(r"^inference: [\d.]+ sentences/s \(python -m infer, model load to last output; 12 sentences "
+                     r"as 12 samples in [\d.]+ s\)$", summary, re.M), summary
+    assert re.search(r"^model compute: [\d.]+ samples/s \(ais_bench throughput, session.run only\)$", summary, re.M)
+    assert re.search(r"^whole flow: \d+ s \(scripts/run_all.sh, all 6 stages", summary, re.M)
+    assert len(re.findall(r"\d \w+/s", summary)) == 2  # one figure per meaning
+
+    summary = run(*argv).split("== summary ==")[1]  # every stage reused
+    assert "inference: not run; all 12 outputs reused from an earlier run (no speed measured)" in summary
+    assert not re.search(r"\d \w+/s \(python -m infer", summary)
+    assert "measured by the earlier run that computed the outputs" in summary

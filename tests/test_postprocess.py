@@ -22,7 +22,7 @@ from postprocess.decode import Index, IndexHeader, SampleRecord, decode
 from postprocess.results import Outputs, find_outputs, index_path_for, read_index
 from postprocess.score import score_run
 from preprocess.conll import read_conll
-from preprocess.tags import to_iob2
+from common.tags import to_iob2
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

@@ -1,4 +1,4 @@
-"""postprocess.metrics against conlleval (the oracle) and seqeval, on random and real tag sequences."""
+"""common.metrics against conlleval (the oracle) and seqeval, on random and real tag sequences."""
 from __future__ import annotations
 
 import doctest
@@ -7,7 +7,7 @@ import random
 import pytest
 
 from postprocess import metrics
-from postprocess.metrics import accuracy_score, classification_report, count_entities, f1_score
+from common.metrics import accuracy_score, classification_report, count_entities, f1_score
 from preprocess.conll import read_conll
 
 TYPES = ("PER", "LOC", "ORG", "MISC")

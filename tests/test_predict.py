@@ -69,8 +69,8 @@ def test_doctests():
 
 
 def test_spans_match_conlleval_chunks():
-    """The IOB2 chunker gives conlleval's chunks (postprocess.metrics.entities) on random tag sequences."""
-    from postprocess.metrics import entities as conlleval_chunks
+    """The IOB2 chunker gives conlleval's chunks (common.metrics.entities) on random tag sequences."""
+    from common.metrics import entities as conlleval_chunks
 
     rng = random.Random(5)
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-MISC"]
@@ -320,7 +320,7 @@ def test_eu_sentence(predictor):
 def test_real_text_offsets_match_gold_entities(predictor, conll_sentences):
     """200 CoNLL sentences as raw text with irregular spacing: predicted character spans match the gold
     entities' character spans (wrong offsets could not)."""
-    from preprocess.tags import to_iob2
+    from common.tags import to_iob2
 
     rng = random.Random(3)
     texts, gold = [], []

@@ -14,7 +14,7 @@ from preprocess.align import Aligner, words_to_labels
 from preprocess.cli import main as bin_create
 from preprocess.conll import read_conll
 from preprocess.pipeline import create_bins, load_tokenizer
-from preprocess.tags import to_iob2
+from common.tags import to_iob2
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Speed work, checked for sameness (never timed): convert.optimize, convert.quantize, the in-process
-words -> labels engine (infer.bench_core), the benchmark's paths and its JSON/Markdown.
+words -> labels engine (engine, preprocess.encode / preprocess.plan), the benchmark's paths and its JSON/Markdown.
 
-Speed claims live in `python -m infer.benchmark`; here every path must give the same word labels
+Speed claims live in `python -m bench`; here every path must give the same word labels
 as PyTorch (fp32) or nearly the same (INT8) on real CoNLL-2003 sentences. Structure tests use the
 tiny random model; label tests use the default model on 50 test sentences.
 """
@@ -14,12 +14,23 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import bench.peak as peak_mod
+from bench.cli import main as bench_main
+from bench.flops import EncoderShape
+from bench.paths import OLD_RECIPE, OrtPath, PipelinePath, TorchPath, agreement
+from bench.peak import matmul_peak
+from bench.run import run_benchmark
 from common.errors import UserError, ValidationError
+from common.model_spec import read_model_spec
 from convert import onnx_io
 from convert.export import export_onnx
-from convert.optimize import main as optimize_main, optimize_onnx
+from convert.optimize import main as optimize_main, model_dims, optimize_onnx
 from convert.quantize import classifier_nodes, quantize_onnx
-from infer.bench_core import BatchPolicy, EncoderShape, encode, make_feed, plan, run_plan, split_labels
+from engine import Engine
+from infer.runners.onnxrt import OrtRunner
+from preprocess.align import Aligner, words_to_labels
+from preprocess.encode import encode
+from preprocess.plan import BatchPolicy, batch_feed, plan
 
 N_REAL = 50  # default-model sentences
 
@@ -95,8 +106,6 @@ def test_optimize_partial_fusion_fails_unless_allowed(tiny_graphs, tmp_path):
 
 
 def test_optimize_dims_from_flags_or_graph(tiny_graphs, tmp_path):
-    from convert.optimize import model_dims
-
     model = onnx_io.load(tiny_graphs["plain"])
     assert model_dims(model, num_heads=4, hidden_size=64).num_layers == 2
     with pytest.raises(UserError, match="no config.json"):
@@ -143,8 +152,6 @@ def test_quantize_refuses_a_bad_agreement(tiny_graphs, tmp_path):
 
 def _aligner_labels(tokenizer, sentences, max_len, logits_fn):
     """The reference: preprocess.align (what bin_create writes) + words_to_labels."""
-    from preprocess.align import Aligner, words_to_labels
-
     aligner = Aligner(tokenizer, max_len)
     samples = [s for i, words in enumerate(sentences) for s in aligner.samples(i, words)]
     logits = [logits_fn(np.asarray(s.input_ids)) for s in samples]
@@ -157,6 +164,17 @@ def _fake_logits(ids):
     """Deterministic per-token logits from the token ids alone (padding cannot change them)."""
     ids = np.asarray(ids)
     return np.stack([np.sin(ids * (k + 1) * 0.37) for k in range(9)], axis=-1)
+
+
+class FakeLogitsRunner:
+    """The runner interface over `_fake_logits`; records every feed it is given."""
+
+    def __init__(self):
+        self.feeds = []
+
+    def infer(self, feed):
+        self.feeds.append(feed)
+        return {"logits": _fake_logits(feed["input_ids"])}
 
 
 @pytest.mark.parametrize("max_len", [512, 12])
@@ -173,16 +191,16 @@ def test_engine_matches_the_aligner(tokenizer, conll_sentences, max_len):
             assert b.length >= rows.lengths[b.rows].max()
             if policy.max_tokens:
                 assert len(b.rows) == 1 or len(b.rows) * b.length <= policy.max_tokens
-        flat = run_plan(rows, batches, lambda feed: _fake_logits(feed["input_ids"]),
-                        ["input_ids", "attention_mask", "token_type_ids"])
-        got = split_labels(flat, rows.offsets, {i: str(i) for i in range(9)})
+        engine = Engine(FakeLogitsRunner(), tokenizer=tokenizer, input_names=["input_ids", "attention_mask",
+                        "token_type_ids"], id2label={i: str(i) for i in range(9)}, policy=policy, max_len=max_len)
+        got = engine.label(sentences)
         assert got == _aligner_labels(tokenizer, sentences, max_len, _fake_logits)
 
 
 def test_make_feed_pads_and_masks(tokenizer):
     rows = encode(tokenizer, [["Hello", "world"], ["A"]], 512)
     batch = plan(rows, BatchPolicy(max_rows=2))[0]
-    feed = make_feed(rows, batch, ["input_ids", "attention_mask"], pad_id=0)
+    feed = batch_feed(rows, batch, ["input_ids", "attention_mask"], pad_id=0)
     assert set(feed) == {"input_ids", "attention_mask"}
     lengths = rows.lengths[batch.rows]
     assert feed["attention_mask"].sum(1).tolist() == lengths.tolist()
@@ -196,10 +214,8 @@ def test_flops_formula_minilm():
 
 
 def test_io_binding_gives_the_same_logits(tiny_graphs, tokenizer, conll_sentences):
-    from infer.runners.onnxrt import OrtRunner
-
     rows = encode(tokenizer, [s.words for s in conll_sentences[:16]], 512)
-    feed = make_feed(rows, plan(rows, BatchPolicy(max_rows=16))[0], ["input_ids", "attention_mask", "token_type_ids"])
+    feed = batch_feed(rows, plan(rows, BatchPolicy(max_rows=16))[0], ["input_ids", "attention_mask", "token_type_ids"])
     outs = []
     for binding in (False, True):
         with OrtRunner.from_path(tiny_graphs["fused"], io_binding=binding) as runner:
@@ -208,8 +224,6 @@ def test_io_binding_gives_the_same_logits(tiny_graphs, tokenizer, conll_sentence
 
 
 def test_matmul_peak_measures_something():
-    from infer.bench_peak import matmul_peak
-
     peak, timings = matmul_peak([(64, 32, 48)], repeats=3)
     assert peak > 0 and timings[0].gflops == peak
 
@@ -218,10 +232,6 @@ def test_matmul_peak_measures_something():
 
 def test_every_path_gives_pytorchs_labels(real_models, default_model_dir, conll_sentences):
     from transformers import AutoTokenizer
-
-    from common.model_spec import read_model_spec
-    from infer.bench_paths import OrtPath, PipelinePath, TorchPath, agreement
-    from infer.benchmark import OLD_RECIPE
 
     spec = read_model_spec(default_model_dir)
     tok = AutoTokenizer.from_pretrained(default_model_dir)
@@ -266,8 +276,6 @@ def test_quantized_models_are_smaller_and_agree(real_models):
 
 def test_benchmark_end_to_end_tiny(tiny_model_dir, conll_sentences, tmp_path, monkeypatch):
     """The whole benchmark on the tiny model and 24 sentences: JSON keys, Markdown, plot, file flow."""
-    from infer.benchmark import main as bench_main
-
     data = tmp_path / "mini.txt"
     data.write_text("-DOCSTART- -X- -X- O\n\n" + "\n\n".join(
         "\n".join(f"{w} {t}" for w, t in zip(s.words, s.tags)) for s in conll_sentences[:24]) + "\n", encoding="utf-8")
@@ -281,8 +289,6 @@ def test_benchmark_end_to_end_tiny(tiny_model_dir, conll_sentences, tmp_path, mo
         args += ["--plot", str(out / "b.png")]
     except ImportError:
         pass
-    import infer.bench_peak as peak_mod
-
     monkeypatch.setattr(peak_mod, "DEFAULT_SHAPES", ((128, 64, 64),))
     result = CliRunner().invoke(bench_main, args)
     assert result.exit_code == 0, result.output
@@ -304,12 +310,10 @@ def test_benchmark_end_to_end_tiny(tiny_model_dir, conll_sentences, tmp_path, mo
     assert set(flow["stages"]) == {"bin_create_s", "infer_s", "bert_metric_s"}
     assert flow["same_f1"] is True and flow["sentences"] == 24
     md = (out / "b.md").read_text()
-    assert "| ort_fused_fp32 |" in md and "python -m infer.benchmark" in md
+    assert "| ort_fused_fp32 |" in md and "python -m bench" in md
     assert Counter(c["id"] for c in report["acceptance"])["2"] == 1
 
 
 def test_benchmark_rejects_unknown_path(tiny_model_dir, tmp_path):
-    from infer.benchmark import run_benchmark
-
     with pytest.raises(UserError, match="unknown path"):
         run_benchmark(model_dir=tiny_model_dir, input_file=tmp_path / "x.txt", paths=["nope"])

@@ -22,7 +22,7 @@ class TorchRunner(BaseRunner):
     def __init__(self, model_dir, name: Optional[str] = None, threads: Optional[int] = None,
                  attn_implementation: str = "eager"):
         super().__init__(name or f"torch[{Path(model_dir).name}]")
-        self.spec = read_model_spec(model_dir)
+        self.spec = read_model_spec(model_dir, weights=True)
         self.threads = threads
         self.attn_implementation = attn_implementation
         self.model = None
@@ -35,7 +35,7 @@ class TorchRunner(BaseRunner):
             torch.set_num_threads(self.threads)
         try:
             model = AutoModelForTokenClassification.from_pretrained(
-                str(self.spec.model_dir), dtype=torch.float32, attn_implementation=self.attn_implementation)
+                str(self.spec.model_dir), dtype=torch.float32, attn_implementation=self.attn_implementation, use_safetensors=True)
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise InputFileError(self.spec.model_dir, f"cannot load the checkpoint ({first})") from None

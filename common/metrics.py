@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from preprocess.tags import split_tag
+from .tags import entities as tag_entities, split_tag
 
 Tags = Sequence[str]
 
@@ -84,11 +84,7 @@ def entities(tags: Tags) -> set[tuple[str, int, int]]:
     >>> sorted(entities(["I-PER", "I-PER", "B-PER", "O", "I-LOC"]))
     [('LOC', 4, 4), ('PER', 0, 1), ('PER', 2, 2)]
     """
-    # Imported here: seqeval pulls in scikit-learn (most of a second), which `--help` should not pay.
-    from seqeval.metrics.sequence_labeling import get_entities
-
-    # A list of strings, one sentence: seqeval flattens a list of lists with an O between them.
-    return set(get_entities(list(tags)))
+    return set(tag_entities(tags))
 
 
 def count_entities(y_true: Sequence[Tags], y_pred: Sequence[Tags]) -> dict[str, Counts]:

@@ -1,4 +1,4 @@
-"""This machine's fp32 MatMul peak as ONNX Runtime reaches it: the yardstick of `infer.benchmark`.
+"""This machine's fp32 MatMul peak as ONNX Runtime reaches it: the yardstick of `python -m bench`.
 
 One ORT graph per shape, `Y = X @ W` with W a constant initializer (as model weights are, so
 ORT pre-packs it the same way), run with the session options the runners use. Each shape is
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+
+from infer.runners.onnxrt import SessionFromOnnx
 
 DEFAULT_SHAPES = ((2048, 384, 1152), (2048, 384, 1536), (2048, 1536, 384), (1024, 1024, 1024), (2048, 2048, 2048))
 
@@ -30,6 +32,7 @@ class MatMulTiming:
 
 
 def matmul_model(k: int, n: int, seed: int = 0):
+    # onnx and onnxruntime load in seconds: imported where used, so `--help` stays instant
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -47,9 +50,7 @@ def matmul_model(k: int, n: int, seed: int = 0):
 
 def time_matmul(m: int, k: int, n: int, *, threads: Optional[int] = None, repeats: int = 15,
                 min_seconds: float = 0.3) -> MatMulTiming:
-    import onnxruntime as ort
-
-    from .runners.onnxrt import SessionFromOnnx
+    import onnxruntime as ort  # heavy: see matmul_model
 
     options = SessionFromOnnx("matmul.onnx", intra_op_threads=threads).session_options()
     session = ort.InferenceSession(matmul_model(k, n).SerializeToString(), options, providers=["CPUExecutionProvider"])

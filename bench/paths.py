@@ -1,0 +1,185 @@
+"""The ways of getting word labels that the benchmark compares, behind one small interface.
+
+A path is built cheaply, `load()`ed (model, session: what its memory figure covers), then
+`predict(sentences)` turns lists of words into lists of IOB2 tags, everything included:
+tokenising, batching, inference, decoding. `close()` drops what `load()` made.
+
+Every path but the transformers pipeline is the project's engine (`engine.Engine`) on a runner:
+PyTorch (`TorchRunner`) or ONNX Runtime (`OrtRunner`) on one of the graphs the convert steps make.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from common.checkpoint import check_checkpoint
+from engine import Engine
+from infer.runners.onnxrt import OrtRunner
+from infer.runners.torchrt import TorchRunner
+from preprocess.plan import BatchPolicy
+
+PATHS = ("hf_pipeline", "torch_batched", "ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32",
+         "ort_int8_dynamic", "ort_int8_static")
+FP32_PATHS = PATHS[:5]
+INT8_PATHS = PATHS[5:]
+OLD_RECIPE = BatchPolicy(max_rows=8, sort=False, pad_to=512)
+# Measured on the 2-core AMD EPYC (AVX-512) this was tuned on: a few hundred padded tokens per
+# batch keep the activations cache-resident; fp32 slows down past ~1000 tokens per batch.
+DEFAULT_POLICY = BatchPolicy(max_rows=256, max_tokens=512)
+
+
+class BenchPath:
+    name = "path"
+    description = ""
+    model_file: Optional[Path] = None  # what model_mb measures
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def model_mb(self) -> Optional[float]:
+        if self.model_file is None:
+            return None
+        path = Path(self.model_file)
+        total = path.stat().st_size
+        data = path.parent / (path.name + ".data")
+        if data.is_file():
+            total += data.stat().st_size
+        return total / 2**20
+
+
+def _weights_file(model_dir: Path) -> Optional[Path]:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (model_dir / name).is_file():
+            return model_dir / name
+    return None
+
+
+class PipelinePath(BenchPath):
+    """transformers `pipeline("token-classification")`, one sentence at a time, text = words joined by spaces.
+
+    `aggregation_strategy="none"` and `ignore_labels=[]` give every word piece with its character
+    offsets; a word's label is that of the piece that starts where the word starts (its first
+    sub-token, the same rule as everywhere else). Words are split on spaces by the BERT
+    pre-tokenizer either way, so the pieces are those of `is_split_into_words=True`."""
+
+    name = "hf_pipeline"
+    description = "transformers pipeline('token-classification'), one sentence at a time"
+
+    def __init__(self, model_dir: Path, threads: int):
+        self.model_dir, self.threads = Path(model_dir), threads
+        self.model_file = _weights_file(self.model_dir)
+        self.pipe = None
+
+    def load(self) -> None:
+        # torch and transformers take seconds to import: only this path (and TorchRunner) needs them
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+        torch.set_num_threads(self.threads)
+        check_checkpoint(self.model_dir, weights=True)
+        # dtype=float32 also widens a checkpoint stored as float16 (the default model is)
+        model = AutoModelForTokenClassification.from_pretrained(str(self.model_dir), dtype=torch.float32,
+                                                                use_safetensors=True).float().eval()
+        tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="none",
+                             ignore_labels=[], device=-1)
+
+    def predict(self, sentences):
+        out = []
+        for words in sentences:
+            text = " ".join(words)
+            by_start = {}
+            for piece in self.pipe(text):
+                by_start.setdefault(piece["start"], piece["entity"])
+            tags, start = [], 0
+            for word in words:
+                tags.append(by_start.get(start, "O"))
+                start += len(word) + 1
+            out.append(tags)
+        return out
+
+    def close(self) -> None:
+        self.pipe = None
+
+
+class EnginePath(BenchPath):
+    """The engine on a runner that `make_runner()` builds; the runner is activated by `load()`."""
+
+    def __init__(self, name: str, policy: BatchPolicy, tokenizer, spec):
+        self.name, self.policy, self.tokenizer, self.spec = name, policy, tokenizer, spec
+        self.runner = None
+        self.engine: Optional[Engine] = None
+
+    def make_runner(self):
+        raise NotImplementedError
+
+    def output_name(self) -> str:
+        return self.runner.get_output_metadata()[0].name
+
+    def load(self) -> None:
+        self.runner = self.make_runner()
+        self.runner.activate()
+        # the feeds are built from the model spec: the per-call feed check is left out of the timing
+        self.engine = Engine(self.runner, tokenizer=self.tokenizer, input_names=self.spec.input_names,
+                             id2label=self.spec.id2label, policy=self.policy, max_len=self.spec.max_positions,
+                             output_name=self.output_name(), check_inputs=False)
+
+    def predict(self, sentences):
+        return self.engine.label(sentences)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.deactivate()
+        self.runner, self.engine = None, None
+
+
+class TorchPath(EnginePath):
+    """The checkpoint in PyTorch (fp32, transformers' default attention), batched like the ORT paths."""
+
+    def __init__(self, model_dir: Path, threads: int, policy: BatchPolicy, tokenizer, spec):
+        super().__init__("torch_batched", policy, tokenizer, spec)
+        self.model_dir, self.threads = Path(model_dir), threads
+        self.model_file = _weights_file(self.model_dir)
+        self.description = f"PyTorch fp32, {policy.describe()}"
+
+    def make_runner(self):
+        # attn_implementation=None: transformers' default, what a PyTorch user gets
+        return TorchRunner(self.model_dir, name=self.name, threads=self.threads, attn_implementation=None)
+
+
+class OrtPath(EnginePath):
+    """An ONNX graph on ONNX Runtime through the project's runner (`OrtRunner`)."""
+
+    def __init__(self, name: str, model_file: Path, policy: BatchPolicy, tokenizer, spec, what: str,
+                 threads: Optional[int] = None, io_binding: bool = False):
+        super().__init__(name, policy, tokenizer, spec)
+        self.model_file, self.threads, self.io_binding = Path(model_file), threads, io_binding
+        self.description = f"{what}, {policy.describe()}"
+
+    def make_runner(self):
+        return OrtRunner.from_path(self.model_file, intra_op_threads=self.threads, io_binding=self.io_binding)
+
+
+def agreement(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> float:
+    """Share of words with the same tag in two predictions of the same sentences."""
+    same = total = 0
+    for x, y in zip(a, b):
+        same += sum(p == q for p, q in zip(x, y))
+        total += len(x)
+    return same / total if total else 1.0
+
+
+def sample_indices(count: int, total: int, seed: int) -> np.ndarray:
+    """A fixed-seed sample of sentence indices, in file order (all of them if count >= total)."""
+    if count >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))

@@ -1,0 +1,126 @@
+"""A benchmark result as a Markdown table (what the README shows) and a PNG plot (matplotlib)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.errors import UserError
+
+from .paths import FP32_PATHS
+
+
+def markdown(result: dict) -> str:
+    runs = {r["name"]: r for r in result["runs"]}
+    base_fixed = runs.get("ort_fixed512", {}).get("sentences_per_s")
+    base_pipe = runs.get("hf_pipeline", {}).get("sentences_per_s")
+    m, d = result["machine"], result["data"]
+    lines = [
+        "## Speed: words to word labels",
+        "",
+        f"{d['sample']} sentences of `{Path(d['input_file']).name}` (fixed seed {d['seed']}, "
+        f"{d['sample_mean_word_pieces']:.1f} word pieces each on average, special tokens included), the same for every path; "
+        f"{m['cores']} cores ({m['cpu']}), {m['intra_op_threads']} intra-op threads, one process. "
+        "Times include tokenising, batching, inference and decoding. "
+        f"Entity F1 (conlleval) on the whole file ({d['sentences']} sentences) unless marked *sample*. "
+        "Model MB: the file the path loads (PyTorch paths: the checkpoint's float16 safetensors, run in float32). "
+        "Peak RSS MB: the path's own peak resident memory on top of the process before it (model, sessions, "
+        "buffers; same process, see the JSON's `memory`).",
+        "",
+        "| path | what | sentences/s | x fixed512 | x pipeline | GFLOP/s | entity F1 | labels = torch | model MB "
+        "| peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["runs"]:
+        sps = r["sentences_per_s"]
+        f1 = f"{100 * r['f1']:.2f}" + (" *sample*" if r["f1_on"] == "sample" else "")
+        cells = [r["name"], r["description"], f"{sps:.1f}", _ratio(sps, base_fixed, 1), _ratio(sps, base_pipe, 2),
+                 f"{r['gflops']:.1f}", f1, _pct(r.get("label_agreement_vs_torch")), _num(r["model_mb"], 1),
+                 _num(r["peak_rss_mb"], 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    frac = result.get("fp32_fraction_of_peak")
+    lines += [
+        "",
+        f"fp32 MatMul peak on this machine (ONNX Runtime, measured by the benchmark): "
+        f"**{m['matmul_peak_gflops']:.1f} GFLOP/s**; the fastest fp32 path ({result['best_fp32']}) reaches "
+        f"**{100 * frac:.0f}%** of it" if frac is not None else "",
+        f"(FLOPs from real word-piece counts: {result['flops_formula']}; "
+        f"{result['model']['mflop_per_word_piece']:.1f} MFLOP per word piece).",
+        "",
+    ]
+    if result.get("batch_table"):
+        lines += ["| batch size | sentences/s |", "|---:|---:|"]
+        lines += [f"| {row['batch_size']} | {row['sentences_per_s']:.1f} |" for row in result["batch_table"]]
+        lines += ["", f"(batch table: the {result['batch_table_path']} graph, rows sorted by length, padded to each "
+                      "batch's longest, no token budget)", ""]
+    flow = result.get("file_flow")
+    if flow:
+        st = flow["stages"]
+        lines += [
+            f"File-based flow on the whole file ({flow['sentences']} sentences, buckets {flow['buckets']}, "
+            f"batch {flow['batchsize']}): bin_create {st['bin_create_s']:.1f} s, infer {st['infer_s']:.1f} s, "
+            f"bert_metric {st['bert_metric_s']:.1f} s; F1 {100 * flow['f1']:.2f} " + (
+                "(in-process F1 scored on the sample only: not compared)." if flow["f1_in_process"] is None else
+                f"({'same as' if flow['same_f1'] else 'DIFFERS from'} in-process {flow['in_process_path']} "
+                f"{100 * flow['f1_in_process']:.2f})."),
+            "",
+        ]
+    if result.get("acceptance"):
+        lines += ["| acceptance | value | pass |", "|---|---|---|"]
+        lines += [f"| {c['id']}. {c['criterion']} | {c['value']} | {'yes' if c['pass'] else 'NO'} |"
+                  for c in result["acceptance"]]
+        lines.append("")
+    if result.get("command"):
+        lines += ["Made with:", "", "```bash", result["command"], "```", ""]
+    return "\n".join(line for line in lines if line is not None)
+
+
+def _ratio(value, base, digits: int) -> str:
+    return f"{value / base:.{digits}f}" if base else "-"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def plot(result: dict, path: Path) -> None:
+    try:
+        # matplotlib is optional (requirements-dev) and slow to import: only --plot needs it
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("--plot needs matplotlib (pip install matplotlib)") from None
+    runs = result["runs"]
+    names = [r["name"] for r in runs]
+    speeds = [r["sentences_per_s"] for r in runs]
+    colors = ["#999999" if n in ("hf_pipeline", "torch_batched", "ort_fixed512") else
+              "#1f77b4" if n in FP32_PATHS else "#2ca02c" for n in names]
+    has_table = bool(result.get("batch_table"))
+    fig, axes = plt.subplots(1, 2 if has_table else 1, figsize=(13 if has_table else 8, 4.8),
+                             gridspec_kw={"width_ratios": [2, 1]} if has_table else None)
+    ax = axes[0] if has_table else axes
+    bars = ax.barh(names[::-1], speeds[::-1], color=colors[::-1])
+    ax.set_xscale("log")
+    ax.set_xlabel("sentences/s (log scale)")
+    for bar, r in zip(bars, runs[::-1]):
+        ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2,
+                f"{r['sentences_per_s']:.0f}  (F1 {100 * r['f1']:.2f})", va="center", fontsize=8)
+    ax.set_xlim(right=max(speeds) * 6)
+    m = result["machine"]
+    ax.set_title(f"words -> labels, {result['data']['sample']} CoNLL sentences, {m['cores']} cores", fontsize=10)
+    if has_table:
+        table = result["batch_table"]
+        axes[1].plot([row["batch_size"] for row in table], [row["sentences_per_s"] for row in table], "o-")
+        axes[1].set_xscale("log", base=2)
+        axes[1].set_xlabel("batch size (sorted by length)")
+        axes[1].set_ylabel("sentences/s")
+        axes[1].set_title(f"{result['batch_table_path']}: batch size", fontsize=10)
+        axes[1].grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

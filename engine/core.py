@@ -1,0 +1,81 @@
+"""Words -> word labels in process, on any runner, as fast as the model allows.
+
+The steps, each vectorised where it counts:
+1. `preprocess.encode.encode`: one call of the fast tokenizer on all sentences; long sentences
+   are windowed by `preprocess.align.Aligner` (every word scored once, as `bin_create.py` does);
+2. `preprocess.plan.plan`: rows sorted by length and cut into batches that pad little (a token
+   budget and a row cap), or, for the old recipe, fixed batches in file order padded to one length;
+3. per batch: padded int64 inputs (`common.feeds`), one `runner.infer(feed)` call, and the
+   logits read at the scored positions only (`preprocess.encode.word_label_ids`);
+4. the flat per-word label ids cut back into tags per sentence.
+
+The engine does not own the runner's lifetime: activate it before labelling, deactivate it after.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from common.model_spec import OUTPUT_NAME
+from preprocess.encode import Rows, encode, label_names, split_per_sentence, word_label_ids, word_label_probs
+from preprocess.plan import BatchPolicy, batch_feed, plan
+
+
+@dataclass(frozen=True)
+class WordLabels:
+    """Per sentence: each word's tag and the probability the model gave that tag."""
+
+    tags: list[list[str]]
+    probs: list[list[float]]
+
+
+class Engine:
+    """Labels lists of words with a token classifier behind the runner interface.
+
+    `runner`: anything with `infer(feed) -> {output name: array}` (`infer.runners.BaseRunner`);
+    `input_names`/`id2label`: the model spec's; `policy`: how rows are batched; `max_len`: the
+    model's positions (a fixed `policy.pad_to` takes its place). `check_inputs=False` skips the
+    runner's per-call feed check (the feeds are built from the spec; the benchmark times without it)."""
+
+    def __init__(self, runner, *, tokenizer, input_names: Sequence[str], id2label: Mapping[int, str],
+                 policy: BatchPolicy, max_len: int = 512, output_name: str = OUTPUT_NAME, check_inputs: bool = True):
+        self.runner, self.tokenizer = runner, tokenizer
+        self.input_names, self.id2label, self.policy = tuple(input_names), dict(id2label), policy
+        self.max_len = policy.pad_to or max_len
+        self.output_name, self.check_inputs = output_name, check_inputs
+        self.pad_id = tokenizer.pad_token_id or 0
+
+    def encode(self, sentences: Sequence[Sequence[str]]) -> Rows:
+        return encode(self.tokenizer, sentences, self.max_len)
+
+    def _logits(self, feed) -> np.ndarray:
+        outputs = self.runner.infer(feed) if self.check_inputs else self.runner.infer(feed, check_inputs=False)
+        return outputs[self.output_name]
+
+    def label_ids(self, rows: Rows, with_probs: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Label id of every word (flat; `rows.offsets` splits it per sentence), and with `with_probs`
+        the probability of each chosen label."""
+        ids = np.full(rows.num_words, -1, dtype=np.int64)
+        probs = np.zeros(rows.num_words, dtype=np.float64) if with_probs else None
+        for batch in plan(rows, self.policy):
+            logits = self._logits(batch_feed(rows, batch, self.input_names, self.pad_id))
+            if with_probs:
+                ids[batch.word_slot], probs[batch.word_slot] = word_label_probs(logits, batch.word_row, batch.word_pos)
+            else:
+                ids[batch.word_slot] = word_label_ids(logits, batch.word_row, batch.word_pos)
+        if rows.num_words and ids.min() < 0:  # the encoder scores every word once; anything else is our bug
+            raise RuntimeError(f"word {int(np.argmax(ids < 0))} was not scored by any row")
+        return ids, probs
+
+    def label(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Words -> tags, everything included (tokenising, batching, inference, decoding)."""
+        rows = self.encode(sentences)
+        return label_names(self.label_ids(rows)[0], rows.offsets, self.id2label)
+
+    def label_with_probs(self, sentences: Sequence[Sequence[str]]) -> WordLabels:
+        """Words -> tags and the probability of each tag (entity scores of the raw-text predictor)."""
+        rows = self.encode(sentences)
+        ids, probs = self.label_ids(rows, with_probs=True)
+        return WordLabels(label_names(ids, rows.offsets, self.id2label), split_per_sentence(probs, rows.offsets))
