@@ -16,8 +16,8 @@ import numpy as np
 
 from common.checkpoint import check_checkpoint
 from engine import Engine
-from infer.runners.onnxrt import OrtRunner
-from infer.runners.torchrt import TorchRunner
+from runners.onnxrt import OrtRunner
+from runners.torchrt import TorchRunner
 from preprocess.plan import BatchPolicy
 
 PATHS = ("hf_pipeline", "torch_batched", "ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32",

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from infer.runners.onnxrt import SessionFromOnnx
+from runners.onnxrt import SessionFromOnnx
 
 DEFAULT_SHAPES = ((2048, 384, 1152), (2048, 384, 1536), (2048, 1536, 384), (1024, 1024, 1024), (2048, 2048, 2048))
 

@@ -16,7 +16,7 @@ import click
 
 from common.errors import UserError
 from common.model_spec import read_model_spec
-from infer.runners.onnxrt import physical_cores
+from runners.onnxrt import physical_cores
 from preprocess.conll import read_conll
 from preprocess.encode import encode
 from preprocess.plan import BatchPolicy

@@ -41,8 +41,7 @@ import numpy as np
 
 from common.errors import UserError, ValidationError, handle_errors
 from common.paths import conll_dir
-# TODO(lead): runners/ move (infer.runners -> runners, below preprocess and convert)
-from infer.runners.onnxrt import OrtRunner
+from runners.onnxrt import OrtRunner
 from common.metrics import f1_score
 from preprocess.conll import read_conll
 from preprocess.encode import Rows, encode, label_names, word_label_ids

@@ -34,7 +34,7 @@ class WordLabels:
 class Engine:
     """Labels lists of words with a token classifier behind the runner interface.
 
-    `runner`: anything with `infer(feed) -> {output name: array}` (`infer.runners.BaseRunner`);
+    `runner`: anything with `infer(feed) -> {output name: array}` (`runners.base.BaseRunner`);
     `input_names`/`id2label`: the model spec's; `policy`: how rows are batched; `max_len`: the
     model's positions (a fixed `policy.pad_to` takes its place). `check_inputs=False` skips the
     runner's per-call feed check (the feeds are built from the spec; the benchmark times without it)."""

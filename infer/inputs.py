@@ -19,7 +19,7 @@ import numpy as np
 
 from common.errors import InputFileError, UserError, ValidationError
 
-from .runners.base import TensorMeta
+from runners.base import TensorMeta
 from .token_ids import int32_error, written_as_int32
 
 INPUT_SUFFIX = ".bin"

@@ -34,8 +34,8 @@ from common.errors import InputFileError, UserError
 from . import outputs as out
 from .inputs import (check_folders_match_model, fixes_batch, model_batchsize, pair_samples, parse_input_arg,
                      plan_batches, load_batch, sample_lengths, zero_feed)
-from .runners.base import BaseRunner, TensorMeta
-from .runners.onnxrt import OrtRunner
+from runners.base import BaseRunner, TensorMeta
+from runners.onnxrt import OrtRunner
 from .summary import build_summary, summary_lines
 from .token_ids import check_token_ids, embedding_table_rows
 

@@ -12,7 +12,7 @@ every word is scored exactly once (nothing is truncated). A word's label is the 
 sub-token; an entity is an IOB2 span of words; its score the mean softmax probability of its words'
 labels.
 
-Backends are runners (`infer.runners`): `onnxrt` (default) runs an ONNX export of the checkpoint,
+Backends are runners (`runners`): `onnxrt` (default) runs an ONNX export of the checkpoint,
 made on first use into `<model_dir>/.onnx-cache/` (or `--onnx PATH`) and checked against PyTorch
 by `convert.export`; `torch` runs the checkpoint itself, to compare with.
 """
@@ -46,14 +46,14 @@ TEXTS_PER_ROUND = 64
 
 # -- runners by name ---------------------------------------------------------------------------------------
 def _ort_runner(model_dir, onnx, threads, log):
-    from .runners.onnxrt import OrtRunner
+    from runners.onnxrt import OrtRunner
 
     path = ensure_onnx(model_dir, onnx, log)
     return OrtRunner.from_path(path, providers=["CPUExecutionProvider"], intra_op_threads=threads)
 
 
 def _torch_runner(model_dir, onnx, threads, log):
-    from .runners.torchrt import TorchRunner
+    from runners.torchrt import TorchRunner
 
     if onnx is not None:
         raise UserError("--onnx names the graph of --backend onnxrt; --backend torch runs the checkpoint")

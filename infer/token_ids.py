@@ -17,7 +17,7 @@ import onnx
 
 from common.errors import InputFileError
 
-from .runners.base import TensorMeta
+from runners.base import TensorMeta
 
 # Ops that hand an input's values on unchanged between the graph input and its embedding Gather.
 _PASS_THROUGH = {"Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten"}

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infer.runners.torchrt import TorchRunner  # noqa: E402
+from runners.torchrt import TorchRunner  # noqa: E402
 from postprocess.results import find_outputs, load_output, read_index  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 from common.feeds import build_feed, build_feed_flat
 from convert.export import export_onnx
 from engine import Engine
-from infer.runners.onnxrt import OrtRunner
+from runners.onnxrt import OrtRunner
 from preprocess.align import Aligner
 from preprocess.encode import encode, label_names, split_per_sentence, word_label_ids, word_label_probs
 from preprocess.plan import BatchPolicy, RowBatch, batch_feed, plan

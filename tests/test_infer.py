@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from infer.cli import infer_command
 from infer.offline import run_offline, run_pure
 from infer.outputs import LOCK_NAME, MANIFEST_NAME, RUN_RECORD_NAME
-from infer.runners import OrtRunner, TensorMeta
+from runners.base import TensorMeta
+from runners.onnxrt import OrtRunner
 
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 NUM_LABELS = 9
@@ -475,7 +476,7 @@ def test_ort_runner_interface(dyn_onnx, samples, reference):
 
 
 def test_physical_cores_and_providers():
-    from infer.runners import physical_cores, providers_for_device
+    from runners.onnxrt import physical_cores, providers_for_device
 
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
     assert providers_for_device(0, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]

@@ -27,7 +27,7 @@ from convert.export import export_onnx
 from convert.optimize import main as optimize_main, model_dims, optimize_onnx
 from convert.quantize import classifier_nodes, quantize_onnx
 from engine import Engine
-from infer.runners.onnxrt import OrtRunner
+from runners.onnxrt import OrtRunner
 from preprocess.align import Aligner, words_to_labels
 from preprocess.encode import encode
 from preprocess.plan import BatchPolicy, batch_feed, plan
