@@ -6,6 +6,9 @@ from typing import Mapping
 
 import numpy as np
 
+from common.errors import UserError
+from common.model_spec import ENCODER_SIZE_NAMES, encoder_size
+
 
 @dataclass(frozen=True)
 class EncoderShape:
@@ -16,8 +19,12 @@ class EncoderShape:
 
     @classmethod
     def from_config(cls, config: Mapping) -> "EncoderShape":
-        return cls(int(config["num_hidden_layers"]), int(config["hidden_size"]),
-                   int(config["intermediate_size"]), len(config["id2label"]))
+        """From a checkpoint's config.json, whatever the family calls the sizes (DistilBERT: n_layers, dim, ...)."""
+        sizes = {size: encoder_size(config, size) for size in ("layers", "hidden", "intermediate")}
+        missing = [ENCODER_SIZE_NAMES[size][0] for size, value in sizes.items() if value is None]
+        if missing:
+            raise UserError(f"config.json has no {', '.join(missing)}: cannot count the encoder's FLOPs")
+        return cls(sizes["layers"], sizes["hidden"], sizes["intermediate"], len(config["id2label"]))
 
     def flops_per_token(self) -> int:
         """Dense layers only: 2 x (QKV 3h^2 + output h^2 + FFN 2hi) per layer, + the classifier."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from convert.export import export_onnx
 from convert.onnx_io import load, metadata
@@ -14,16 +14,37 @@ MODEL_FILES = {"plain": "model.onnx", "fused": "model_fused.onnx", "int8_dynamic
                "int8_static": "model_int8_static.onnx"}
 
 
+# The graph each ONNX Runtime path runs, and the graph each graph is made from.
+GRAPH_OF_PATH = {"ort_fixed512": "plain", "ort_bucketed_fp32": "plain", "ort_fused_fp32": "fused",
+                 "ort_int8_dynamic": "int8_dynamic", "ort_int8_static": "int8_static"}
+MADE_FROM = {"fused": "plain", "int8_dynamic": "fused", "int8_static": "fused"}
+
+
+def graphs_for(paths: Iterable[str]) -> set[str]:
+    """The graphs that running `paths` takes, with the graphs they are made from."""
+    needed: set[str] = set()
+    pending = [GRAPH_OF_PATH[p] for p in paths if p in GRAPH_OF_PATH]
+    while pending:
+        key = pending.pop()
+        if key not in needed:
+            needed.add(key)
+            pending.extend([MADE_FROM[key]] if key in MADE_FROM else [])
+    return needed
+
+
 def build_models(model_dir: Path, work_dir: Path, *, reuse: bool, calib_file, calib_sentences: int,
-                 log: Callable[[str], None]) -> tuple[dict[str, Path], dict]:
-    """The plain export, the fused graph and both INT8 graphs (`convert.export` -> `convert.optimize` ->
-    `convert.quantize` dynamic and static); with `reuse`, files already in `work_dir` are kept."""
+                 log: Callable[[str], None],
+                 needed: Iterable[str] = tuple(MODEL_FILES)) -> tuple[dict[str, Path], dict]:
+    """Of the plain export, the fused graph and both INT8 graphs (`convert.export` -> `convert.optimize` ->
+    `convert.quantize` dynamic and static), those `needed` (`graphs_for`; a quick run on the torch path
+    and the plain export skips the quantizing); with `reuse`, files already in `work_dir` are kept."""
     work_dir.mkdir(parents=True, exist_ok=True)
     files = {key: work_dir / name for key, name in MODEL_FILES.items()}
     info: dict = {}
+    needed = set(needed)
 
     def fresh(key):
-        return not (reuse and files[key].is_file())
+        return key in needed and not (reuse and files[key].is_file())
 
     if fresh("plain"):
         log(f"[build] export {model_dir} -> {files['plain']}")
@@ -34,7 +55,7 @@ def build_models(model_dir: Path, work_dir: Path, *, reuse: bool, calib_file, ca
         result = optimize_onnx(input=files["plain"], output=files["fused"], model_dir=model_dir)
         info["optimize"] = {"fused_operators": result.fused, "max_abs_diff": result.check.max_abs_diff,
                             "seconds": round(result.seconds, 1)}
-    else:
+    elif "fused" in needed:
         recorded = metadata(load(files["fused"], load_external_data=False)).get("fused_operators")
         info["optimize"] = {"fused_operators": json.loads(recorded) if recorded else None}
     for mode in ("dynamic", "static"):

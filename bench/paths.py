@@ -18,6 +18,7 @@ from common.checkpoint import check_checkpoint
 from engine import Engine
 from runners.onnxrt import OrtRunner
 from runners.torchrt import TorchRunner
+from preprocess.pipeline import load_tokenizer
 from preprocess.plan import BatchPolicy
 
 PATHS = ("hf_pipeline", "torch_batched", "ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32",
@@ -82,14 +83,14 @@ class PipelinePath(BenchPath):
     def load(self) -> None:
         # torch and transformers take seconds to import: only this path (and TorchRunner) needs them
         import torch
-        from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+        from transformers import AutoModelForTokenClassification, pipeline
 
         torch.set_num_threads(self.threads)
         check_checkpoint(self.model_dir, weights=True)
         # dtype=float32 also widens a checkpoint stored as float16 (the default model is)
         model = AutoModelForTokenClassification.from_pretrained(str(self.model_dir), dtype=torch.float32,
                                                                 use_safetensors=True).float().eval()
-        tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        tokenizer = load_tokenizer(self.model_dir)  # a byte-level BPE gets its word-start space
         self.pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="none",
                              ignore_labels=[], device=-1)
 

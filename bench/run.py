@@ -19,6 +19,7 @@ from common.model_spec import read_model_spec
 from runners.onnxrt import physical_cores
 from preprocess.conll import read_conll
 from preprocess.encode import encode
+from preprocess.pipeline import load_tokenizer
 from preprocess.plan import BatchPolicy
 
 from . import peak as peak_mod
@@ -27,7 +28,7 @@ from .flops import FLOPS_FORMULA, EncoderShape
 from .flow import file_flow
 from .machine import cpu_flags, cpu_model, loadavg, logical_cpus, trim_memory, version_of
 from .measure import Context, agreement_between, batch_table, finish_record, start_path
-from .models import build_models
+from .models import build_models, graphs_for
 from .paths import DEFAULT_POLICY, FP32_PATHS, OLD_RECIPE, PATHS, BenchPath, OrtPath, PipelinePath, TorchPath, \
     sample_indices
 from .timing import interleave
@@ -56,13 +57,10 @@ def make_paths(ctx: Context, files: dict[str, Path], policy: BatchPolicy, io_bin
 
 def load_context(model_dir: Path, input_file: Path, *, sample: int, seed: int, log) -> Context:
     """The file, the fixed-seed sample and the model facts every path shares."""
-    # transformers takes seconds to import: not at module level, so `python -m bench --help` stays instant
-    from transformers import AutoTokenizer
-
     spec = read_model_spec(model_dir)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     sentences = read_conll(input_file)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer = load_tokenizer(model_dir)
     idx = sample_indices(sample, len(sentences), seed)
     shape = EncoderShape.from_config(config)
     rows = encode(tokenizer, [sentences[i].words for i in idx], spec.max_positions)
@@ -124,7 +122,7 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
 
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ner_benchmark_"))
     files, build_info = build_models(model_dir, work, reuse=reuse, calib_file=calib_file,
-                                     calib_sentences=calib_sentences, log=log)
+                                     calib_sentences=calib_sentences, log=log, needed=graphs_for(paths))
     records, predictions, peak = measure_paths(ctx, make_paths(ctx, files, policy, io_binding), paths,
                                                repeats=repeats, warmup=warmup, f1_scope=f1_scope,
                                                peak_shapes=peak_shapes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Optional
 
 from .checkpoint import check_checkpoint, parse_label_maps, read_config
 
@@ -53,8 +54,34 @@ def read_model_spec(model_dir, *, weights: bool = False) -> ModelSpec:
         id2label=id2label,
         label2id=label2id,
         model_type=model_type,
-        max_positions=int(config.get("max_position_embeddings", 512)),
+        max_positions=_usable_positions(config, model_type),
     )
+
+
+# Families whose position ids count from the padding id + 1 (RoBERTa's `create_position_ids_from_input_ids`):
+# of their `max_position_embeddings` (514 for roberta-base), only the rest hold tokens (512).
+_POSITIONS_AFTER_PADDING = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer"}
+
+
+def _usable_positions(config: dict, model_type: str) -> int:
+    positions = int(config.get("max_position_embeddings", 512))
+    if model_type in _POSITIONS_AFTER_PADDING:
+        positions -= int(config.get("pad_token_id", 1)) + 1
+    return positions
+
+
+# config.json names of the encoder's sizes: BERT's (RoBERTa's, ...) first, then DistilBERT's own.
+ENCODER_SIZE_NAMES = {"layers": ("num_hidden_layers", "n_layers"), "hidden": ("hidden_size", "dim"),
+                      "heads": ("num_attention_heads", "n_heads"), "intermediate": ("intermediate_size", "hidden_dim")}
+
+
+def encoder_size(config: Mapping, size: str) -> Optional[int]:
+    """One of the encoder's sizes (`ENCODER_SIZE_NAMES`: layers, hidden, heads, intermediate) from a
+    config.json dict, whatever the family calls it; None when the config has none of its names."""
+    for name in ENCODER_SIZE_NAMES[size]:
+        if config.get(name) is not None:
+            return int(config[name])
+    return None
 
 
 # Model families whose encoders take no segment ids.

@@ -1,29 +1,44 @@
-"""The one equivalence checker: export (ONNX vs PyTorch), simplify and fix (ONNX vs ONNX) all use it.
+"""The one equivalence checker: export (ONNX vs PyTorch), simplify, fix and optimize (ONNX vs ONNX),
+and `convert.compare` (any two runners) all use it.
 
-Inputs are real CoNLL-2003 sentences tokenised with the checkpoint's own tokenizer
-(`is_split_into_words=True`, batches padded), so the attention mask really masks something.
-ONNX graphs run on ONNX Runtime with graph optimisation disabled, so what is compared is the
-graph as written, not ORT's rewrite of it. Differences are measured on real tokens only:
-padded positions are never read downstream.
+Both sides are runners (`runners/`): ONNX graphs run on ONNX Runtime with graph optimisation
+disabled, so what is compared is the graph as written, not ORT's rewrite of it; a PyTorch model
+runs as a `TorchRunner`. Inputs are real CoNLL-2003 sentences encoded with the checkpoint's own
+tokenizer (`preprocess.encode`, a sentence longer than the graph's length is windowed, never cut),
+batched in file order by `preprocess.plan` and fed by `common.feeds`, so the attention mask really
+masks something. Differences are measured on real tokens only (padded positions are never read
+downstream); labels are compared per word (`preprocess.encode.word_label_ids`), as they are scored.
 """
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from common.checkpoint import check_tokenizer_folder
-from common.errors import ValidationError
+from common.errors import InputFileError, ValidationError
+from common.feeds import Feed
 from common.model_spec import CANONICAL_INPUT_ORDER
+from common.paths import conll_dir
+from preprocess.conll import read_conll
+from preprocess.encode import Rows, encode, word_label_ids
+from preprocess.plan import BatchPolicy, RowBatch, batch_feed, plan
+from runners.base import BaseRunner
+from runners.onnxrt import OrtRunner
 
-Batch = dict  # input name -> int64 array (batch, seq)
-Runner = Callable[[Batch], np.ndarray]
+from . import onnx_io
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_SENTENCES = 16
 DEFAULT_BATCH = 8
+# The graph as written: an ORT rewrite could hide a difference of the graph, or add one of its own.
+CHECK_OPTIMIZATION = "disable"
+# The longest row the checks encode when neither the graph nor the checkpoint says less.
+DEFAULT_MAX_LEN = 512
 
 # Used only when the CoNLL files are not where common.paths.conll_dir() points.
 FALLBACK_SENTENCES = (
@@ -44,132 +59,147 @@ FALLBACK_SENTENCES = (
 @dataclass(frozen=True)
 class CheckResult:
     max_abs_diff: float
-    labels_agree: bool
-    label_mismatches: int
+    mean_abs_diff: float
+    label_mismatches: int  # scored words whose argmax label differs
+    words: int  # scored words
     sentences: int
-    tokens: int
-    atol: float
+    tokens: int  # real (unpadded) tokens compared
+    atol: Optional[float]  # None: report only, nothing fails
     inputs: str  # where the inputs came from, for the report
+    # ((candidate label id, reference label id), words) of the words whose labels differ, most first
+    label_changes: tuple[tuple[tuple[int, int], int], ...] = ()
+
+    @property
+    def labels_agree(self) -> bool:
+        return self.label_mismatches == 0
+
+    @property
+    def agreement(self) -> float:
+        """Share of scored words with the same label on both sides (1.0 when there are none)."""
+        return 1.0 - self.label_mismatches / self.words if self.words else 1.0
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= self.atol
+        return self.atol is None or self.max_abs_diff <= self.atol
 
     def summary(self) -> str:
         labels = "argmax labels agree" if self.labels_agree else f"{self.label_mismatches} argmax labels differ"
-        return (f"max |diff| {self.max_abs_diff:.3g} (atol {self.atol:g}) over {self.tokens} tokens of "
+        atol = f" (atol {self.atol:g})" if self.atol is not None else ""
+        return (f"max |diff| {self.max_abs_diff:.3g}{atol} over {self.tokens} tokens of "
                 f"{self.sentences} sentences ({self.inputs}); {labels}")
 
 
-# ---------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class CheckInputs:
+    """Encoded sentences cut into batches; each runner gets each batch as a feed of its own inputs."""
+
+    rows: Rows
+    batches: tuple[RowBatch, ...]
+    pad_id: int
+    source: str  # where the sentences came from, for the report
+
+    def feed(self, batch: RowBatch, input_names: Sequence[str]) -> Feed:
+        return batch_feed(self.rows, batch, input_names, self.pad_id)
+
+
+# ---------------------------------------------------------------- sentences and batches
+
+def read_sentences(path, count: Optional[int] = None) -> list[list[str]]:
+    """The words of the first `count` sentences (all when None) of a CoNLL file."""
+    return [list(s.words) for s in read_conll(Path(path))[:count]]
+
 
 def real_sentences(count: int = DEFAULT_SENTENCES, data_dir=None) -> tuple[list[list[str]], str]:
     """The first `count` sentences of CoNLL-2003 test (or the built-in ones if the data is absent)."""
-    from common.paths import conll_dir
-
     path = Path(data_dir or conll_dir()) / "test.txt"
     if path.is_file():
-        from preprocess.conll import read_conll
-
-        sentences = [list(s.words) for s in read_conll(path)[:count]]
-        source = f"{path}"
-    else:
-        sentences = [s.split() for s in FALLBACK_SENTENCES][:count]
-        source = "built-in sentences (CoNLL test.txt not found)"
-    # Repeat to reach `count`: a static graph needs full batches.
-    while len(sentences) < count:
-        sentences.append(sentences[len(sentences) % max(1, len(sentences))])
-    return sentences, source
+        return read_sentences(path, count), str(path)
+    return [s.split() for s in FALLBACK_SENTENCES][:count], "built-in sentences (CoNLL test.txt not found)"
 
 
-def encode_batches(tokenizer, sentences: Sequence[Sequence[str]], input_names: Sequence[str], *,
-                   batch_size: int = DEFAULT_BATCH, seq_len: int | None = None,
-                   max_len: int = 512) -> list[Batch]:
-    """Tokenise words into padded int64 batches holding exactly `input_names`.
-
-    `seq_len` pads every batch to that length (static graphs); otherwise each batch is padded to
-    its longest sentence. Sentences longer than the length are cut: this is a numeric check,
-    not scoring, and the cut still leaves every position of the graph exercised.
-    """
-    batches = []
-    for start in range(0, len(sentences), batch_size):
-        chunk = [list(words) for words in sentences[start:start + batch_size]]
-        if seq_len is not None and len(chunk) < batch_size:
-            chunk += [chunk[i % len(chunk)] for i in range(batch_size - len(chunk))]
-        enc = tokenizer(chunk, is_split_into_words=True, truncation=True,
-                        padding="max_length" if seq_len else True,
-                        max_length=seq_len or max_len, return_tensors="np")
-        batch = {}
-        for name in input_names:
-            if name in enc:
-                batch[name] = np.asarray(enc[name], dtype=np.int64)
-            elif name == "token_type_ids":
-                batch[name] = np.zeros_like(np.asarray(enc["input_ids"]), dtype=np.int64)
-            else:
-                raise ValidationError(f"the tokenizer gives no {name!r}, which the graph needs")
-        batches.append(batch)
-    return batches
-
-
-def synthetic_batches(vocab_size: int, input_names: Sequence[str], *, count: int = DEFAULT_SENTENCES,
-                      batch_size: int = DEFAULT_BATCH, seq_len: int | None = None, seed: int = 0) -> list[Batch]:
-    """Padded batches of random token ids, for graphs whose tokenizer cannot be found."""
-    rng = np.random.default_rng(seed)
-    batches = []
-    for start in range(0, count, batch_size):
-        rows = batch_size if seq_len else min(batch_size, count - start)
-        length = seq_len or int(rng.integers(8, 48))
-        lengths = rng.integers(2, length + 1, size=rows)
-        lengths[0] = length  # one full row, the rest padded
-        ids = rng.integers(min(1000, vocab_size // 2), vocab_size, size=(rows, length)).astype(np.int64)
-        mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
-        ids *= mask
-        full = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        batches.append({name: full[name] for name in input_names})
-    return batches
-
-
-def session_inputs(session) -> tuple[list[str], int | None, int | None]:
-    """Input names of an ORT session, and its fixed batch size / sequence length (None if dynamic)."""
-    names, batch, seq = [], None, None
-    for value in session.get_inputs():
-        names.append(value.name)
-        shape = list(value.shape)
-        if len(shape) != 2:
-            raise ValidationError(f"input {value.name!r} has shape {shape}; expected (batch, sequence)")
-        if isinstance(shape[0], int):
-            batch = shape[0]
-        if isinstance(shape[1], int):
-            seq = shape[1]
-    unknown = [n for n in names if n not in CANONICAL_INPUT_ORDER]
-    if unknown:
-        raise ValidationError(f"graph inputs {unknown} are not BERT inputs {list(CANONICAL_INPUT_ORDER)}")
-    return names, batch, seq
-
-
-def batches_for_graph(onnx_path, *, model_dir=None, count: int = DEFAULT_SENTENCES,
-                      batch_size: int = DEFAULT_BATCH, data_dir=None, session=None) -> tuple[list[Batch], str]:
-    """Real-sentence batches shaped for a graph (its fixed batch/sequence if it has them).
-
-    The tokenizer comes from `model_dir`, else from the checkpoint folder that the exporter
-    recorded in the graph's metadata; if neither is there, random ids stand in (said so in
-    the returned description).
-    """
-    session = session or ort_session(onnx_path)
-    names, fixed_batch, fixed_seq = session_inputs(session)
-    batch_size = fixed_batch or batch_size
+def _batches(rows: Rows, batch_size: int, fixed_batch: Optional[int], fixed_seq: Optional[int]) -> tuple:
+    """File-order batches; a graph with a fixed batch gets its last batch topped up with repeated rows."""
+    batches = plan(rows, BatchPolicy(max_rows=fixed_batch or batch_size, sort=False, pad_to=fixed_seq))
     if fixed_batch:
-        count = max(fixed_batch, (count // fixed_batch) * fixed_batch)
-    tok_dir = _tokenizer_dir(model_dir, session)
-    if tok_dir is None:
-        vocab = graph_embedding_rows(onnx_path) or SAFE_SYNTHETIC_VOCAB
-        return (synthetic_batches(vocab, names, count=count, batch_size=batch_size, seq_len=fixed_seq),
-                "random token ids: no tokenizer found, pass --model_dir for real sentences")
-    from transformers import AutoTokenizer
+        # The repeats hold no scored words and `compare` reads only a batch's first (distinct) rows.
+        batches = [dataclasses.replace(b, rows=np.resize(b.rows, fixed_batch)) for b in batches]
+    return tuple(batches)
 
-    tokenizer = AutoTokenizer.from_pretrained(str(checked_tokenizer_dir(tok_dir, onnx_path)))
-    sentences, source = real_sentences(count, data_dir)
-    return encode_batches(tokenizer, sentences, names, batch_size=batch_size, seq_len=fixed_seq), source
+
+def encode_inputs(tokenizer, sentences: Sequence[Sequence[str]], source: str, *, batch_size: int = DEFAULT_BATCH,
+                  fixed_batch: Optional[int] = None, fixed_seq: Optional[int] = None,
+                  max_len: int = DEFAULT_MAX_LEN) -> CheckInputs:
+    """Sentences -> rows (`preprocess.encode`) -> batches (`preprocess.plan`) shaped for a graph.
+
+    `fixed_batch`/`fixed_seq` are a static graph's input shape: every batch then has exactly that many
+    rows, padded to exactly that length (longer sentences are windowed to fit)."""
+    rows = encode(tokenizer, sentences, fixed_seq or max_len)
+    return CheckInputs(rows=rows, batches=_batches(rows, batch_size, fixed_batch, fixed_seq),
+                       pad_id=tokenizer.pad_token_id or 0, source=source)
+
+
+def random_inputs(vocab_size: int, *, count: int = DEFAULT_SENTENCES, batch_size: int = DEFAULT_BATCH,
+                  fixed_batch: Optional[int] = None, fixed_seq: Optional[int] = None, seed: int = 0) -> CheckInputs:
+    """Rows of random token ids, every token a scored word: for graphs whose tokenizer cannot be found."""
+    rng = np.random.default_rng(seed)
+    longest = fixed_seq or 48
+    lengths = rng.integers(2, longest + 1, size=count).astype(np.int64)
+    lengths[0] = longest  # one full row, the rest padded
+    total = int(lengths.sum())
+    starts = np.zeros(count, dtype=np.int64)
+    starts[1:] = np.cumsum(lengths)[:-1]
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lengths)
+    rows = Rows(ids=rng.integers(min(1000, vocab_size // 2), vocab_size, size=total).astype(np.int64),
+                starts=starts, lengths=lengths, word_row=np.repeat(np.arange(count, dtype=np.int64), lengths),
+                word_pos=np.arange(total, dtype=np.int64) - np.repeat(starts, lengths),
+                word_slot=np.arange(total, dtype=np.int64), offsets=offsets, windowed=0)
+    return CheckInputs(rows=rows, batches=_batches(rows, batch_size, fixed_batch, fixed_seq), pad_id=0,
+                       source="random token ids: no tokenizer found, pass --model_dir for real sentences")
+
+
+# ---------------------------------------------------------------- graphs
+
+def graph_runner(onnx_path, graph_optimization: str = CHECK_OPTIMIZATION) -> OrtRunner:
+    """A CPU runner for a graph, by default with ORT's graph optimisation off (see CHECK_OPTIMIZATION)."""
+    return OrtRunner.from_path(onnx_path, providers=["CPUExecutionProvider"], graph_optimization=graph_optimization,
+                               log_severity_level=3)
+
+
+def fixed_input_shape(runner: BaseRunner) -> tuple[Optional[int], Optional[int]]:
+    """The batch size and sequence length an active runner's inputs fix (None where dynamic)."""
+    metas = runner.get_input_metadata()
+    for meta in metas:
+        if len(meta.shape) != 2:
+            raise ValidationError(f"{runner.name}: input {meta.describe()} is not (batch, sequence)")
+    unknown = [m.name for m in metas if m.name not in CANONICAL_INPUT_ORDER]
+    if unknown:
+        raise ValidationError(f"{runner.name}: inputs {unknown} are not BERT inputs {list(CANONICAL_INPUT_ORDER)}")
+    batch = next((m.fixed_dim(0) for m in metas if m.fixed_dim(0)), None)
+    seq = next((m.fixed_dim(1) for m in metas if m.fixed_dim(1)), None)
+    return batch, seq
+
+
+# Ids below this are valid for any BERT-family vocabulary (used when the graph's table is not found).
+SAFE_SYNTHETIC_VOCAB = 1000
+
+
+def graph_embedding_rows(onnx_path) -> Optional[int]:
+    """Rows of the initializer that `input_ids` indexes (the word embeddings); None if not found."""
+    model = onnx_io.load(onnx_path, load_external_data=False)
+    inits = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == "input_ids" and node.input[0] in inits:
+            return int(inits[node.input[0]].dims[0])
+    return None
+
+
+def recorded_model_dir(onnx_path) -> Optional[Path]:
+    """The checkpoint folder the exporter recorded in the graph, if it is still there."""
+    recorded = onnx_io.metadata(onnx_io.load(onnx_path, load_external_data=False)).get("source_model_dir")
+    # A folder that has moved away since the export is no error (the caller decides what stands in);
+    # one that is still there but has lost its tokenizer is, and check_tokenizer_folder says so.
+    return Path(recorded) if recorded and Path(recorded).is_dir() else None
 
 
 def checked_tokenizer_dir(folder, onnx_path) -> Path:
@@ -178,106 +208,99 @@ def checked_tokenizer_dir(folder, onnx_path) -> Path:
     return Path(folder)
 
 
-def _tokenizer_dir(model_dir, session) -> Path | None:
-    if model_dir is not None:
-        return Path(model_dir)
-    recorded = session.get_modelmeta().custom_metadata_map.get("source_model_dir")
-    # A folder that has moved away since the export is no error (random ids stand in); one that is
-    # still there but has lost its tokenizer is, and check_tokenizer_folder says so.
-    if recorded and Path(recorded).is_dir():
-        return Path(recorded)
-    return None
+def load_tokenizer(folder):
+    """The fast tokenizer of a checkpoint folder; one that transformers cannot load is an InputFileError."""
+    from transformers import AutoTokenizer  # seconds to import: only the checks that encode text need it
 
-
-# Ids below this are valid for any BERT-family vocabulary (used when the graph's table is not found).
-SAFE_SYNTHETIC_VOCAB = 1000
-
-
-def graph_embedding_rows(onnx_path) -> int | None:
-    """Rows of the initializer that `input_ids` indexes (the word embeddings); None if not found."""
-    from .onnx_io import load
-
-    model = load(onnx_path, load_external_data=False)
-    inits = {init.name: init for init in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == "input_ids" and node.input[0] in inits:
-            return int(inits[node.input[0]].dims[0])
-    return None
-
-
-# ---------------------------------------------------------------- runners
-
-def ort_session(onnx_path):
-    """A CPU ORT session with graph optimisation off (we check the graph, not ORT's rewrite)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:
-        raise ValidationError(f"{onnx_path}: ONNX Runtime cannot load it ({err})") from None
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise InputFileError(folder, f"cannot load its tokenizer ({onnx_io.first_line(err)})") from None
 
 
-def onnx_runner(onnx_path, session=None) -> Runner:
-    session = session or ort_session(onnx_path)
-    output = session.get_outputs()[0].name
-    names = [v.name for v in session.get_inputs()]
-
-    def run(batch: Batch) -> np.ndarray:
-        return session.run([output], {n: batch[n] for n in names})[0]
-
-    return run
+def tokenizer_max_len(tokenizer, limit: int = DEFAULT_MAX_LEN) -> int:
+    """The longest row the tokenizer's model takes, at most `limit` (some tokenizers say 10**30)."""
+    return min(int(getattr(tokenizer, "model_max_length", limit) or limit), limit)
 
 
-def torch_runner(model) -> Runner:
-    """A PyTorch token classifier as a runner (logits as float32 numpy)."""
-    import torch
+def inputs_for_graph(onnx_path, runner: BaseRunner, *, model_dir=None, count: int = DEFAULT_SENTENCES,
+                     batch_size: int = DEFAULT_BATCH, data_dir=None) -> CheckInputs:
+    """Real-sentence batches shaped for a graph (its fixed batch/sequence if it has them).
 
-    def run(batch: Batch) -> np.ndarray:
-        with torch.inference_mode():
-            out = model(**{name: torch.from_numpy(array) for name, array in batch.items()})
-        return out.logits.float().numpy()
-
-    return run
+    The tokenizer comes from `model_dir`, else from the checkpoint folder that the exporter
+    recorded in the graph's metadata; if neither is there, random ids stand in (said so in
+    the inputs' description)."""
+    fixed_batch, fixed_seq = fixed_input_shape(runner)
+    tok_dir = Path(model_dir) if model_dir is not None else recorded_model_dir(onnx_path)
+    if tok_dir is None:
+        return random_inputs(graph_embedding_rows(onnx_path) or SAFE_SYNTHETIC_VOCAB, count=count,
+                             batch_size=batch_size, fixed_batch=fixed_batch, fixed_seq=fixed_seq)
+    tokenizer = load_tokenizer(checked_tokenizer_dir(tok_dir, onnx_path))
+    sentences, source = real_sentences(count, data_dir)
+    return encode_inputs(tokenizer, sentences, source, batch_size=batch_size, fixed_batch=fixed_batch,
+                         fixed_seq=fixed_seq, max_len=tokenizer_max_len(tokenizer))
 
 
 # ---------------------------------------------------------------- comparison
 
-def compare(candidate: Runner, reference: Runner, batches: Sequence[Batch], *, atol: float = DEFAULT_ATOL,
-            what: str = "candidate vs reference", inputs: str = "") -> CheckResult:
-    """Run both on every batch; raise ValidationError when the largest difference exceeds `atol`.
+def _logits(runner: BaseRunner, feed: Feed) -> np.ndarray:
+    return runner.infer(feed)[runner.get_output_metadata()[0].name]
 
-    Labels that flip while the logits agree within `atol` are near-ties: reported, not fatal.
-    A NaN or inf on a real token is always a failure.
-    """
-    worst, mismatches, tokens, sentences = 0.0, 0, 0, 0
-    for batch in batches:
-        got, want = candidate(batch), reference(batch)
-        if got.shape != want.shape:
-            raise ValidationError(f"{what}: logits shape {tuple(got.shape)} != {tuple(want.shape)}")
-        real = batch["attention_mask"].astype(bool)
-        got_real, want_real = got[real], want[real]
-        if not np.isfinite(got_real).all():
-            raise ValidationError(f"{what}: non-finite logits (NaN/inf) on real tokens")
-        if got_real.size:
-            worst = max(worst, float(np.max(np.abs(got_real.astype(np.float64) - want_real))))
-        mismatches += int(np.sum(got_real.argmax(-1) != want_real.argmax(-1)))
-        tokens += int(real.sum())
-        sentences += len(real)
-    result = CheckResult(max_abs_diff=worst, labels_agree=mismatches == 0, label_mismatches=mismatches,
-                         sentences=sentences, tokens=tokens, atol=atol, inputs=inputs)
+
+def compare(candidate: BaseRunner, reference: BaseRunner, inputs: CheckInputs, *,
+            atol: Optional[float] = DEFAULT_ATOL, what: str = "candidate vs reference") -> CheckResult:
+    """Run both runners on every batch; raise ValidationError when the largest difference exceeds `atol`.
+
+    Each runner is activated here (and deactivated after). Labels that flip while the logits agree
+    within `atol` are near-ties: reported, not fatal. A NaN or inf on a real token is always a failure.
+    `atol=None` only measures."""
+    worst, total, values, mismatches, words, tokens = 0.0, 0.0, 0, 0, 0, 0
+    changes: Counter = Counter()
+    with candidate, reference:
+        names = {runner: [m.name for m in runner.get_input_metadata()] for runner in (candidate, reference)}
+        for batch in inputs.batches:
+            got = _logits(candidate, inputs.feed(batch, names[candidate]))
+            want = _logits(reference, inputs.feed(batch, names[reference]))
+            if got.shape != want.shape:
+                raise ValidationError(f"{what}: logits shape {tuple(got.shape)} != {tuple(want.shape)}")
+            distinct = len(np.unique(batch.rows))  # rows after these only top up a static batch
+            lengths = inputs.rows.lengths[batch.rows[:distinct]]
+            real = np.arange(batch.length)[None, :] < lengths[:, None]
+            got_real, want_real = got[:distinct][real], want[:distinct][real]
+            if not np.isfinite(got_real).all():
+                raise ValidationError(f"{what}: non-finite logits (NaN/inf) on real tokens")
+            diff = np.abs(got_real.astype(np.float64) - want_real)
+            if diff.size:
+                worst = max(worst, float(diff.max()))
+                total += float(diff.sum())
+                values += diff.size
+            got_ids = word_label_ids(got, batch.word_row, batch.word_pos)
+            want_ids = word_label_ids(want, batch.word_row, batch.word_pos)
+            differ = got_ids != want_ids
+            mismatches += int(differ.sum())
+            changes.update(zip(got_ids[differ].tolist(), want_ids[differ].tolist()))
+            words += len(batch.word_row)
+            tokens += int(real.sum())
+    result = CheckResult(max_abs_diff=worst, mean_abs_diff=total / values if values else 0.0,
+                         label_mismatches=mismatches, words=words, sentences=inputs.rows.num_sentences,
+                         tokens=tokens, atol=atol, inputs=inputs.source, label_changes=tuple(changes.most_common()))
     if not result.ok:
         raise ValidationError(f"{what}: {result.summary()} - over tolerance")
     return result
 
 
 def check_onnx_against_onnx(candidate_path, reference_path, *, atol: float = DEFAULT_ATOL, model_dir=None,
-                            count: int = DEFAULT_SENTENCES, what: str | None = None) -> CheckResult:
-    """Same logits from two ONNX graphs (fix, simplify), on batches shaped for the candidate."""
-    session = ort_session(candidate_path)
-    batches, inputs = batches_for_graph(candidate_path, model_dir=model_dir, count=count, session=session)
-    return compare(onnx_runner(candidate_path, session), onnx_runner(reference_path), batches, atol=atol,
-                   what=what or f"{Path(candidate_path).name} vs {Path(reference_path).name}", inputs=inputs)
+                            count: int = DEFAULT_SENTENCES, what: Optional[str] = None) -> CheckResult:
+    """Same logits from two ONNX graphs (fix, simplify, optimize), on batches shaped for the candidate."""
+    candidate = graph_runner(candidate_path)
+    with candidate:  # activated once here to read its input shape; compare() keeps it active
+        inputs = inputs_for_graph(candidate_path, candidate, model_dir=model_dir, count=count)
+        return compare(candidate, graph_runner(reference_path), inputs, atol=atol,
+                       what=what or f"{Path(candidate_path).name} vs {Path(reference_path).name}")
 
+
+def one_row_feeds(tokenizer, sentences: Sequence[Sequence[str]], input_names: Sequence[str],
+                  max_len: int = DEFAULT_MAX_LEN) -> list[Feed]:
+    """One unpadded row per feed (calibration data: padding never enters an activation range)."""
+    inputs = encode_inputs(tokenizer, sentences, "", batch_size=1, max_len=max_len)
+    return [inputs.feed(batch, input_names) for batch in inputs.batches]

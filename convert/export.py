@@ -21,6 +21,8 @@ import click
 
 from common.errors import InputFileError, UserError, ValidationError, handle_errors
 from common.model_spec import DYNAMIC_AXES, OUTPUT_NAME, read_model_spec
+from common.quiet import quiet_transformers
+from runners.torchrt import TorchRunner
 
 from . import check, onnx_io
 from .check import DEFAULT_ATOL, DEFAULT_SENTENCES, CheckResult
@@ -65,20 +67,22 @@ def export_onnx(*, model_dir, output, opset: int = DEFAULT_OPSET, static: bool =
     if output.exists() and output.is_dir():
         raise InputFileError(output, "output path is a folder")
 
-    import torch
+    import torch  # seconds to import: only after the cheap argument checks above
 
     log(f"loading {spec.model_dir} with PyTorch ...")
     model, tokenizer = _load(spec, attn_implementation)
     names = list(spec.input_names)
     sentences, source = check.real_sentences(max(num_sentences, 2), data_dir)
+    max_len = min(spec.max_positions, check.tokenizer_max_len(tokenizer))
     if static:
-        dummy = check.encode_batches(tokenizer, sentences[:batch_size], names, batch_size=batch_size,
-                                     seq_len=seq_len)[0]
+        dummy_inputs = check.encode_inputs(tokenizer, sentences[:batch_size], source, fixed_batch=batch_size,
+                                           fixed_seq=seq_len)
         dynamic_axes = None
     else:
         # Two sentences of different lengths: a padded batch of 2, so nothing specialises to 1.
-        dummy = check.encode_batches(tokenizer, [sentences[0], sentences[1]], names, batch_size=2)[0]
+        dummy_inputs = check.encode_inputs(tokenizer, sentences[:2], source, batch_size=2, max_len=max_len)
         dynamic_axes = {name: DYNAMIC_AXES[name] for name in names + [OUTPUT_NAME]}
+    dummy = dummy_inputs.feed(dummy_inputs.batches[0], names)
 
     with onnx_io.staged_output(output) as staged:
         raw = staged.parent / "torch_export.onnx"
@@ -101,27 +105,24 @@ def export_onnx(*, model_dir, output, opset: int = DEFAULT_OPSET, static: bool =
         del graph
         onnx_io.check_model(staged)
         log(f"checking {output.name} against PyTorch on {min(num_sentences, len(sentences))} real sentences ...")
-        session = check.ort_session(staged)
-        batches = check.encode_batches(tokenizer, sentences[:num_sentences], names,
-                                       batch_size=batch_size or check.DEFAULT_BATCH, seq_len=seq_len,
-                                       max_len=spec.max_positions)
-        result = check.compare(check.onnx_runner(staged, session), check.torch_runner(model), batches,
-                               atol=atol, what=f"{output.name} vs PyTorch", inputs=source)
-        del session
+        inputs = check.encode_inputs(tokenizer, sentences[:num_sentences], source,
+                                     batch_size=batch_size or check.DEFAULT_BATCH, fixed_batch=batch_size if static
+                                     else None, fixed_seq=seq_len, max_len=max_len)
+        # compare() activates and releases both runners: the session is closed before the file moves
+        result = check.compare(check.graph_runner(staged), TorchRunner.from_model(model, spec), inputs,
+                               atol=atol, what=f"{output.name} vs PyTorch")
     return ExportResult(output=output, files=tuple(output.parent / f.name for f in files),
                         input_names=tuple(names), input_dims=dims, opset=opset, check=result,
                         seconds=time.perf_counter() - started)
 
 
 def _load(spec, attn_implementation: str):
+    # torch and transformers take seconds to import: loaded once the cheap checks have passed
     import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoModelForTokenClassification
 
-    _quiet_transformers()  # here, not in main(): the import is slow and must come after the checks
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(spec.model_dir))
-    except (OSError, ValueError) as err:
-        raise InputFileError(spec.model_dir, f"cannot load its tokenizer ({onnx_io.first_line(err)})") from None
+    quiet_transformers()  # here, not in main(): the import is slow and must come after the checks
+    tokenizer = check.load_tokenizer(spec.model_dir)
     try:
         # dtype=float32 also casts a checkpoint stored as float16 (the default model is).
         model = AutoModelForTokenClassification.from_pretrained(
@@ -133,7 +134,7 @@ def _load(spec, attn_implementation: str):
 
 
 def _torch_export(model, names, dummy, path: Path, *, opset: int, dynamic_axes) -> None:
-    import torch
+    import torch  # already loaded by _load(); deferred for the same reason
 
     # Positional inputs in spec order -> logits only (the graph has one output). Set on the
     # instance rather than wrapping the model in another module, so that node and weight names
@@ -169,7 +170,7 @@ def _check_interface(graph, names, *, static: bool) -> None:
 
 
 def _transformers_version() -> str:
-    import transformers
+    import transformers  # already loaded by _load(); deferred for the same reason
 
     return transformers.__version__
 
@@ -197,13 +198,6 @@ def main(**kwargs):
                f"output {OUTPUT_NAME})")
     click.echo(f"check vs PyTorch: {result.check.summary()}")
     click.echo(f"largest abs difference: {result.check.max_abs_diff:.3g} ({result.seconds:.1f} s)")
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

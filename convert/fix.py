@@ -19,8 +19,9 @@ import click
 
 from common.errors import InputFileError, ValidationError, handle_errors
 
+from . import check, onnx_io
 from .check import DEFAULT_ATOL, DEFAULT_SENTENCES, CheckResult
-from .fix_passes import DEFAULT_MASK_VALUE, PASSES, PassReport
+from .fix_passes import DEFAULT_MASK_VALUE, PASSES, PassReport, out_of_fp16_constants, resolve_passes, run_passes
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,6 @@ class FixResult:
 def fix_onnx(*, input, output, passes=None, mask_value: float = DEFAULT_MASK_VALUE, model_dir=None,
              atol: float = DEFAULT_ATOL, num_sentences: int = DEFAULT_SENTENCES) -> FixResult:
     """Run `passes` (None: all) on `input`, check against it, write `output` only if the check passes."""
-    from . import check, onnx_io
-    from .fix_passes import out_of_fp16_constants, resolve_passes, run_passes
-
     started = time.perf_counter()
     input, output = Path(input), Path(output)
     resolve_passes(passes)  # an unknown pass name fails before the (possibly large) model is read
@@ -73,8 +71,6 @@ ATTENTION_OPS = ("Softmax", "Attention", "MultiHeadAttention", "PackedAttention"
 
 def _require_attention(model, path: Path) -> None:
     """The passes look for BERT's attention mask; a graph without attention has none ("0 of 0")."""
-    from . import onnx_io
-
     counts = onnx_io.op_counts(model)
     if not any(counts.get(op) for op in ATTENTION_OPS):
         raise InputFileError(path, "has no attention (no Softmax or Attention node): not a BERT-family "
@@ -82,8 +78,6 @@ def _require_attention(model, path: Path) -> None:
 
 
 def _copy_model(source: Path, staged: Path) -> None:
-    from . import onnx_io
-
     model = onnx_io.load(source, load_external_data=False)
     locations = {entry.value for init in model.graph.initializer for entry in init.external_data
                  if entry.key == "location"}

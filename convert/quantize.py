@@ -27,11 +27,9 @@ any node named in `--keep_float`. The result is checked against the input graph 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -41,6 +39,7 @@ import numpy as np
 
 from common.errors import UserError, ValidationError, handle_errors
 from common.paths import conll_dir
+from common.quiet import quiet_root_logging
 from runners.onnxrt import OrtRunner
 from common.metrics import f1_score
 from preprocess.conll import read_conll
@@ -48,7 +47,7 @@ from preprocess.encode import Rows, encode, label_names, word_label_ids
 from preprocess.plan import BatchPolicy, batch_feed, plan
 
 from . import onnx_io
-from .check import checked_tokenizer_dir, encode_batches, real_sentences
+from .check import checked_tokenizer_dir, compare, encode_inputs, graph_runner, one_row_feeds, real_sentences
 
 MODES = ("dynamic", "static")
 ATTENTION_CHOICES = ("dynamic", "float")
@@ -136,8 +135,7 @@ class SentenceReader:
     """onnxruntime.quantization's CalibrationDataReader over real sentences, one unpadded sentence per call."""
 
     def __init__(self, tokenizer, sentences, input_names, max_len: int = 512):
-        # batches of one, padded to their own length: each feed is one unpadded sentence
-        self._feeds = encode_batches(tokenizer, sentences, input_names, batch_size=1, max_len=max_len)
+        self._feeds = one_row_feeds(tokenizer, sentences, input_names, max_len=max_len)
         self._iter = iter(self._feeds)
 
     def get_next(self):
@@ -148,18 +146,6 @@ class SentenceReader:
 
     def __len__(self):
         return len(self._feeds)
-
-
-@contextmanager
-def _quiet():
-    # The quantizer logs a pre-processing hint and per-tensor notes at WARNING; our summary says what matters.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 # ---------------------------------------------------------------- the step
@@ -202,7 +188,8 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
     settings = {"mode": mode, "weights": "int8 symmetric, " + ("per channel" if per_channel else "per tensor"),
                 "reduce_range": reduce_range}
     with onnx_io.staged_output(output) as staged:
-        with _quiet():
+        # the quantizer logs a pre-processing hint and per-tensor notes at WARNING; our summary says what matters
+        with quiet_root_logging():
             if mode == "dynamic":
                 ops = ["MatMul", "Attention"] if has_attention and attention == "dynamic" else ["MatMul"]
                 settings.update(activations="uint8, dynamic (per call)", op_types=ops,
@@ -242,8 +229,7 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
         after = onnx_io.op_counts(quantized)
         onnx_io.save(quantized, staged)
         del quantized
-        agreement, words = label_agreement(staged, input, tokenizer=tokenizer, input_names=input_names,
-                                           count=check_sentences)
+        agreement, words = label_agreement(staged, input, tokenizer=tokenizer, count=check_sentences)
         if agreement < min_agreement:
             raise ValidationError(f"{output.name}: only {100 * agreement:.2f}% of {words} word labels agree with "
                                   f"{input.name} (--min_agreement {100 * min_agreement:.1f}%)")
@@ -280,14 +266,16 @@ def _predict_ids(path, rows: Rows, input_names, pad_id) -> np.ndarray:
     return out
 
 
-def label_agreement(candidate, reference, *, tokenizer, input_names, count: int = DEFAULT_CHECK_SENTENCES):
-    """Share of word labels (argmax at each word's first sub-token) two graphs agree on, over real sentences."""
-    sentences, _ = real_sentences(count)
-    rows = encode(tokenizer, sentences, 512)
-    pad = tokenizer.pad_token_id or 0
-    got = _predict_ids(candidate, rows, input_names, pad)
-    want = _predict_ids(reference, rows, input_names, pad)
-    return float(np.mean(got == want)), int(len(got))
+def label_agreement(candidate, reference, *, tokenizer, count: int = DEFAULT_CHECK_SENTENCES):
+    """Share of word labels (argmax at each word's first sub-token) two graphs agree on, over real sentences.
+
+    The shared checker's runners (graph optimisation off) on the shared encoder's batches; only measured
+    here, the caller holds it against --min_agreement."""
+    sentences, source = real_sentences(count)
+    inputs = encode_inputs(tokenizer, sentences, source, batch_size=CHECK_POLICY.max_rows)
+    result = compare(graph_runner(candidate), graph_runner(reference), inputs, atol=None,
+                     what=f"{Path(candidate).name} vs {Path(reference).name}")
+    return result.agreement, result.words
 
 
 def compare_f1(candidate, reference, *, eval_file, tokenizer, input_names, id2label) -> Accuracy:

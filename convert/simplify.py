@@ -17,6 +17,7 @@ import click
 
 from common.errors import UserError, handle_errors
 
+from . import check, onnx_io
 from .check import DEFAULT_ATOL, CheckResult
 
 
@@ -41,9 +42,7 @@ def shape_keyword(simplify_fn) -> str:
 def simplify_onnx(*, input, output, batch_size: int, seq_len: int, atol: float = DEFAULT_ATOL,
                   model_dir=None) -> SimplifyResult:
     """Fix every input to (batch_size, seq_len), simplify, check against `input`, write `output`."""
-    import onnxsim
-
-    from . import check, onnx_io
+    import onnxsim  # seconds to import (and optional on some machines): only this step needs it
 
     model = onnx_io.load(input)
     inputs = onnx_io.graph_inputs(model)
@@ -82,10 +81,8 @@ def simplify_onnx(*, input, output, batch_size: int, seq_len: int, atol: float =
 @handle_errors
 def main(**kwargs):
     """Simplify an ONNX model with fixed input shapes (onnxsim) and check it against the input."""
-    from .onnx_io import format_op_table
-
     result = simplify_onnx(**kwargs)
-    click.echo(format_op_table(result.ops_before, result.ops_after))
+    click.echo(onnx_io.format_op_table(result.ops_before, result.ops_after))
     shapes = "; ".join(f"{n}:{','.join(map(str, s))}" for n, s in result.shapes.items())
     click.echo(f"wrote {result.output} (inputs {shapes})")
     click.echo(f"check vs input graph: {result.check.summary()}")

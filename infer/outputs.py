@@ -32,6 +32,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from common.atomic import atomic_path, write_json
+from common.npy import read_npy_header
 from common.errors import InputFileError, UserError
 
 TIMESTAMP_FORMAT = "%Y_%m_%d-%H_%M_%S"
@@ -282,16 +283,8 @@ def output_is_whole(path: Path, outfmt: str, shape: Sequence[Optional[int]], dty
             if None not in shape:
                 return size == known
             return size > 0 and known > 0 and size % known == 0
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                found_shape, fortran, found_dtype = np.lib.format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                found_shape, fortran, found_dtype = np.lib.format.read_array_header_2_0(handle)
-            else:
-                return False
-            data_offset = handle.tell()
-    except (OSError, ValueError):
+        found_shape, found_dtype, data_offset = read_npy_header(path)
+    except (OSError, ValueError, EOFError):
         return False
     return (found_dtype == dtype and _shape_fits(found_shape, shape)
             and size == data_offset + int(np.prod(found_shape)) * dtype.itemsize)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from common.metrics import Counts
+
 from .score import SCORING
 
 # score_run's keys that say where the data came from, not what the scores are

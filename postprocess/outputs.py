@@ -19,6 +19,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from common.npy import read_npy_header
 from common.errors import InputFileError
 
 from .decode import Index, SampleRecord, expected_shape
@@ -118,14 +119,7 @@ def bin_dtype(paths: Mapping[int, Path], index: Index, output_dtype: str | None 
 def _check_npy_header(path: Path, record: SampleRecord, num_labels: int) -> None:
     """Refuse a `.npy` whose header is not real numbers of the expected shape, before reading its data."""
     try:
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            else:
-                raise InputFileError(path, f".npy format version {version[0]}.{version[1]}, expected 1.0 or 2.0")
+        shape, dtype, _ = read_npy_header(path)
     except (ValueError, OSError, EOFError) as err:
         raise InputFileError(path, f"not a readable .npy file ({err})") from None
     if dtype.hasobject or not np.issubdtype(dtype, np.number):

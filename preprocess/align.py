@@ -1,25 +1,39 @@
 """Words -> model samples with the model's own fast tokenizer, and the map back.
 
-A sentence whose word pieces do not fit `seq_len` is split into overlapping windows of word pieces
+A sentence (or, with document context, the words of a whole document: FLERT, Schweter & Akbik
+2020) whose word pieces do not fit `seq_len` is split into overlapping windows of word pieces
 (never truncated). Each word is scored exactly once: in the window where its first sub-token has
-the most context on its nearer side.
+the most context on its nearer side. A document window may score words of several sentences;
+its `Sample.scored_sentences` then says whose.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One model input row (unpadded) and the words it is responsible for."""
+    """One model input row (unpadded) and the words it is responsible for.
+
+    `sentence` is the sentence of the first scored word (of the first token where none is scored).
+    `scored_sentences`, when not empty, gives the sentence of each `scored` word (document context);
+    empty means every scored word belongs to `sentence`."""
 
     sentence: int
     input_ids: tuple[int, ...]
-    scored: tuple[tuple[int, int], ...]  # (word id in sentence, token position of its first sub-token)
+    scored: tuple[tuple[int, int], ...]  # (word id in its sentence, token position of its first sub-token)
+    scored_sentences: tuple[int, ...] = ()
 
     @property
     def tokens(self) -> int:
         return len(self.input_ids)
+
+    def scored_words(self) -> Iterator[tuple[int, int, int]]:
+        """(sentence, word id in that sentence, token position) of every scored word."""
+        owners = self.scored_sentences or (self.sentence,) * len(self.scored)
+        for owner, (word, pos) in zip(owners, self.scored):
+            yield owner, word, pos
 
 
 def _specials(tokenizer) -> tuple[list[int], list[int]]:
@@ -33,7 +47,7 @@ def _specials(tokenizer) -> tuple[list[int], list[int]]:
 
 
 class Aligner:
-    """Turns a sentence's words into Samples of at most `seq_len` tokens."""
+    """Turns a sentence's words, or a document's sentences, into Samples of at most `seq_len` tokens."""
 
     def __init__(self, tokenizer, seq_len: int, overlap: int | None = None):
         if not getattr(tokenizer, "is_fast", False):
@@ -75,17 +89,42 @@ class Aligner:
         return starts
 
     def samples(self, sentence_id: int, words) -> list[Sample]:
-        ids, first_pos = self.word_pieces(words)
+        """One sentence on its own (sentence context)."""
+        return self.document_samples([(sentence_id, words)])
+
+    def document_samples(self, sentences: Sequence[tuple[int, Sequence[str]]]) -> list[Sample]:
+        """The sentences of one document, `(sentence id, words)` in order, as one token sequence cut
+        into windows; every word of every sentence is scored exactly once."""
+        ids: list[int] = []
+        words: list[tuple[int, int, int]] = []  # (sentence, word, first sub-token in `ids`)
+        token_sentence: list[int] = []
+        for sentence_id, sentence_words in sentences:
+            pieces, first_pos = self.word_pieces(sentence_words)
+            words.extend((sentence_id, w, len(ids) + p) for w, p in enumerate(first_pos))
+            token_sentence.extend([sentence_id] * len(pieces))
+            ids.extend(pieces)
+        return self._windows(ids, words, token_sentence, sentences[0][0] if sentences else 0)
+
+    def documents_samples(self, documents: Sequence[Sequence[tuple[int, Sequence[str]]]]) -> list[Sample]:
+        """`document_samples` of each document, in order."""
+        return [sample for document in documents for sample in self.document_samples(document)]
+
+    def _windows(self, ids: list[int], words: list[tuple[int, int, int]], token_sentence: list[int],
+                 first_sentence: int) -> list[Sample]:
         starts = self.window_starts(len(ids))
-        chosen: dict[int, list[tuple[int, int]]] = {s: [] for s in starts}
-        for word, pos in enumerate(first_pos):
+        chosen: dict[int, list[tuple[int, int, int]]] = {s: [] for s in starts}
+        for sentence, word, pos in words:
             best = max((s for s in starts if s <= pos < s + self.content),
                        key=lambda s: min(pos - s, s + self.content - 1 - pos))
-            chosen[best].append((word, pos - best + len(self.prefix)))
+            chosen[best].append((sentence, word, pos - best + len(self.prefix)))
         out = []
         for start in starts:
             body = ids[start:start + self.content]
-            out.append(Sample(sentence_id, tuple(self.prefix + body + self.suffix), tuple(chosen[start])))
+            scored = chosen[start]
+            owners = tuple(s for s, _, _ in scored)
+            first = owners[0] if owners else (token_sentence[start] if start < len(token_sentence) else first_sentence)
+            out.append(Sample(first, tuple(self.prefix + body + self.suffix), tuple((w, p) for _, w, p in scored),
+                              owners if any(s != first for s in owners) else ()))
         return out
 
 
@@ -95,6 +134,6 @@ def words_to_labels(samples, logits_by_sample, num_words_by_sentence, id2label):
     `logits_by_sample[i]` is a (tokens, labels) array for samples[i]. Returns {sentence: [label,...]}."""
     out = {s: [None] * n for s, n in num_words_by_sentence.items()}
     for sample, logits in zip(samples, logits_by_sample):
-        for word, pos in sample.scored:
-            out[sample.sentence][word] = id2label[int(logits[pos].argmax())]
+        for sentence, word, pos in sample.scored_words():
+            out[sentence][word] = id2label[int(logits[pos].argmax())]
     return out

@@ -20,6 +20,9 @@ import numpy as np
 from common.atomic import write_bytes
 
 INDEX_FORMAT = "ner-index/1"
+# document context: a sample may score words of several sentences, so each scored word is
+# `[sentence, word, token position]` (docs/internals.md)
+INDEX_FORMAT_DOCUMENT = "ner-index/2"
 GEARS_SUBDIR = "gears"
 GROUP_OTHER_WRITE = 0o022
 
@@ -120,9 +123,10 @@ def write_binset(save_dir: Path, stamp: str, samples, sentence_labels, header: d
                 files.append(tmp_dir / input_name / f"{input_name}_{i}_{i}.bin")
                 write_bytes(files[-1], array.astype("<i8").tobytes(), mode=mode)
             files_by_length[length].append(tuple(files))
+            words = ([list(w) for w in sample.scored_words()] if header["format"] == INDEX_FORMAT_DOCUMENT
+                     else [list(p) for p in sample.scored])
             index_lines.append(json.dumps({"sample": i, "sentence": sample.sentence, "length": length,
-                                           "tokens": sample.tokens,
-                                           "words": [list(p) for p in sample.scored]}))
+                                           "tokens": sample.tokens, "words": words}))
             if progress:
                 progress.update(1)
         if header.get("buckets"):

@@ -10,7 +10,7 @@ import click
 from common.errors import handle_errors
 from common.paths import DEFAULT_MODEL_DIR
 
-from .pipeline import create_bins
+from .pipeline import CONTEXTS, create_bins
 
 RECIPE_MODEL_DIR = "./bert-large-NER"
 
@@ -35,12 +35,17 @@ def resolve_model_dir(value: str | None) -> Path:
 @click.option("--seq_len", default=512, show_default=True, help="Longest sample; longer sentences become windows.")
 @click.option("--buckets", default=None, help="Pad each sample to the smallest of these lengths, e.g. 32,64,128,256,512.")
 @click.option("--window_overlap", default=None, type=int,
-              help="Tokens shared by neighbouring windows of a long sentence [default: half a window].")
+              help="Tokens shared by neighbouring windows (of a long sentence, or of a document) [default: half a window].")
+@click.option("--context", type=click.Choice(CONTEXTS), default="sentence", show_default=True,
+              help="sentence: each sentence on its own; document: the sentences of each -DOCSTART- document "
+                   "form one sequence, cut into overlapping windows (each word scored once, where it has "
+                   "the most context).")
 @handle_errors
-def main(input_file, model_name_from_hub, save_dir, seq_len, buckets, window_overlap):
+def main(input_file, model_name_from_hub, save_dir, seq_len, buckets, window_overlap, context):
     """Turn a CoNLL file into .bin model inputs, an .anno label file and an .index.jsonl map."""
     binset = create_bins(input_file=input_file, model_dir=resolve_model_dir(model_name_from_hub),
-                         save_dir=save_dir, seq_len=seq_len, buckets=buckets, overlap=window_overlap)
+                         save_dir=save_dir, seq_len=seq_len, buckets=buckets, overlap=window_overlap,
+                         context=context)
     header = json.loads(binset.index_file.open(encoding="utf-8").readline())
     lengths = Counter()
     with binset.index_file.open(encoding="utf-8") as handle:

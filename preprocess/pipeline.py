@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +15,11 @@ from common.atomic import create_locked, remove_if_stale, remove_stale_temporari
 from common.errors import InputFileError, UserError
 from common.model_spec import read_model_spec
 
-from .align import Aligner
-from .binfile import BinSet, INDEX_FORMAT, bucket_for, write_binset
-from .conll import read_conll
+from .align import Aligner, Sample
+from .binfile import BinSet, INDEX_FORMAT, INDEX_FORMAT_DOCUMENT, bucket_for, write_binset
+from .conll import ConllFile, read_conll_file
+
+CONTEXTS = ("sentence", "document")
 
 
 def load_tokenizer(model_dir: Path):
@@ -27,7 +31,25 @@ def load_tokenizer(model_dir: Path):
         raise InputFileError(model_dir, f"cannot load its tokenizer ({type(err).__name__}: {err})") from None
     if not tokenizer.is_fast:
         raise InputFileError(model_dir, "has no fast tokenizer (tokenizer.json), needed for word alignment")
+    if _byte_level_without_prefix_space(tokenizer):
+        # A byte-level BPE (RoBERTa, GPT-2) marks a word start by the space before it; words passed
+        # pre-split (is_split_into_words) get none unless asked, so every word but the first would be
+        # tokenised as the inside of a word, unlike in the model's pretraining.
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, add_prefix_space=True)
     return tokenizer
+
+
+def _byte_level_without_prefix_space(tokenizer) -> bool:
+    pre_tokenizer = tokenizer.backend_tokenizer.pre_tokenizer
+    if pre_tokenizer is None:
+        return False
+    pending = [json.loads(pre_tokenizer.__getstate__())]  # a Sequence nests its pre-tokenizers
+    while pending:
+        node = pending.pop()
+        if node.get("type") == "ByteLevel" and not node.get("add_prefix_space", False):
+            return True
+        pending.extend(node.get("pretokenizers") or [])
+    return False
 
 
 def parse_buckets(text: str | None, seq_len: int) -> list[int] | None:
@@ -107,14 +129,43 @@ def claimed_stamp(save_dir: Path, stamp: str):
         return
 
 
+def align_conll(aligner: Aligner, conll: ConllFile, context: str = "sentence", show_progress: bool = False,
+                note=None) -> list[Sample]:
+    """Every sentence of a CoNLL file as samples: each on its own (`sentence`), or the sentences of each
+    document as one windowed sequence (`document`). A file without document marks in document mode
+    is said once through `note` (each sentence is then its own document)."""
+    if context not in CONTEXTS:
+        raise UserError(f"--context {context!r}: expected one of {', '.join(CONTEXTS)}")
+    sentences = conll.sentences
+    if context == "sentence":
+        groups = [[sid] for sid in range(len(sentences))]
+    else:
+        if not conll.has_docstart and note is not None:
+            note(conll.no_docstart_note())
+        groups = conll.documents()
+    samples: list[Sample] = []
+    for group in tqdm(groups, desc="tokenize", unit="doc" if context == "document" else "sent",
+                      disable=not show_progress):
+        samples.extend(aligner.document_samples([(sid, sentences[sid].words) for sid in group]))
+    return samples
+
+
+def stderr_note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: str | None = None,
-                overlap: int | None = None, stamp: str | None = None, show_progress: bool = True) -> BinSet:
+                overlap: int | None = None, stamp: str | None = None, show_progress: bool = True,
+                context: str = "sentence") -> BinSet:
     input_file, model_dir, save_dir = Path(input_file), Path(model_dir), Path(save_dir)
     spec = read_model_spec(model_dir)
     if not 8 <= seq_len <= spec.max_positions:
         raise UserError(f"--seq_len {seq_len}: must be between 8 and the model's {spec.max_positions} positions")
     bucket_list = parse_buckets(buckets, seq_len)
-    sentences = read_conll(input_file)
+    if context not in CONTEXTS:
+        raise UserError(f"--context {context!r}: expected one of {', '.join(CONTEXTS)}")
+    conll = read_conll_file(input_file)
+    sentences = conll.sentences
 
     # every data tag must be one the model knows; name the first line that breaks this
     for sentence in sentences:
@@ -129,12 +180,11 @@ def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: st
         aligner = Aligner(tokenizer, seq_len, overlap)
     except ValueError as err:
         raise UserError(str(err)) from None
-    samples = []
-    for sid, sentence in enumerate(tqdm(sentences, desc="tokenize", unit="sent", disable=not show_progress)):
-        samples.extend(aligner.samples(sid, sentence.words))
+    samples = align_conll(aligner, conll, context, show_progress, note=stderr_note)
     lengths = [bucket_for(s.tokens, bucket_list) if bucket_list else seq_len for s in samples]
 
-    header = {"format": INDEX_FORMAT, "id2label": {str(k): v for k, v in sorted(spec.id2label.items())},
+    header = {"format": INDEX_FORMAT_DOCUMENT if context == "document" else INDEX_FORMAT, "context": context,
+              "id2label": {str(k): v for k, v in sorted(spec.id2label.items())},
               "input_names": list(spec.input_names), "seq_len": seq_len, "buckets": bucket_list,
               "num_samples": len(samples), "num_sentences": len(sentences),
               "num_words": sum(len(s) for s in sentences), "source": str(input_file.resolve()),

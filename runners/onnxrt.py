@@ -45,10 +45,15 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+# ORT's graph optimisation levels by the names the CLIs take. "disable" runs the graph as written:
+# what the conversion checks compare (a rewrite by ORT could hide, or cause, a difference).
+GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
 def providers_for_device(device: int = 0, available: Optional[Sequence[str]] = None) -> list:
     """ais_bench's `--device N` as ORT providers: CUDA device N when this build has CUDA, else CPU."""
     if available is None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy (a second to import): only when a session is really built
 
         available = ort.get_available_providers()
     if "CUDAExecutionProvider" in available:
@@ -60,8 +65,14 @@ class SessionFromOnnx:
     """Lazy loader: calling it builds an `onnxruntime.InferenceSession` for `model_path`."""
 
     def __init__(self, model_path, providers: Optional[Sequence] = None, intra_op_threads: Optional[int] = None,
-                 config: Optional[Mapping[str, str]] = None):
+                 config: Optional[Mapping[str, str]] = None, graph_optimization: str = "all",
+                 log_severity_level: Optional[int] = None):
+        if graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ValueError(f"graph_optimization {graph_optimization!r}: use one of {GRAPH_OPTIMIZATION_LEVELS}")
         self.model_path = Path(model_path)
+        self.graph_optimization = graph_optimization
+        # 3 (errors only) keeps ORT's load-time notes off a command's stderr; None leaves ORT's default
+        self.log_severity_level = log_severity_level
         self.providers = list(providers) if providers else ["CPUExecutionProvider"]
         self.intra_op_threads = intra_op_threads
         # extra session config entries (`SessionOptions.add_session_config_entry`), e.g.
@@ -69,7 +80,7 @@ class SessionFromOnnx:
         self.config = dict(config or {})
 
     def session_options(self):
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy (a second to import): only when a session is really built
 
         options = ort.SessionOptions()
         # One thread per physical core: hyper-threads only fight over the same FMA units in GEMMs.
@@ -77,7 +88,12 @@ class SessionFromOnnx:
         # A BERT graph is one chain of ops; parallel (inter-op) execution only adds scheduling cost.
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization]
+        if self.log_severity_level is not None:
+            options.log_severity_level = self.log_severity_level
         # The CPU arena keeps freed blocks for the next run: with length-bucketed (dynamic) shapes each
         # batch then reuses the previous batch's buffers instead of asking malloc again. It is ORT's
         # default; said here because the throughput depends on it.
@@ -90,7 +106,7 @@ class SessionFromOnnx:
         return options
 
     def __call__(self):
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy (a second to import): only when a session is really built
 
         if not self.model_path.is_file():
             raise InputFileError(self.model_path, "model file does not exist")
@@ -128,10 +144,13 @@ class OrtRunner(BaseRunner):
     @classmethod
     def from_path(cls, model_path, *, device: int = 0, providers: Optional[Sequence] = None,
                   intra_op_threads: Optional[int] = None, io_binding: bool = False,
-                  config: Optional[Mapping[str, str]] = None) -> "OrtRunner":
+                  config: Optional[Mapping[str, str]] = None, graph_optimization: str = "all",
+                  log_severity_level: Optional[int] = None) -> "OrtRunner":
+        """A runner for the graph at `model_path`; `graph_optimization` is one of GRAPH_OPTIMIZATION_LEVELS."""
         providers = providers or providers_for_device(device)
-        return cls(SessionFromOnnx(model_path, providers=providers, intra_op_threads=intra_op_threads, config=config),
-                   name=f"onnxrt[{Path(model_path).name}]", io_binding=io_binding)
+        loader = SessionFromOnnx(model_path, providers=providers, intra_op_threads=intra_op_threads, config=config,
+                                 graph_optimization=graph_optimization, log_severity_level=log_severity_level)
+        return cls(loader, name=f"onnxrt[{Path(model_path).name}]", io_binding=io_binding)
 
     def activate_impl(self) -> None:
         self.session = self._session_arg() if callable(self._session_arg) else self._session_arg

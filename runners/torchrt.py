@@ -2,6 +2,7 @@
 
 Loaded in float32 (a float16 checkpoint is cast up) with the eager attention that the ONNX
 export traces, so both paths compute the same graph. `torch` is imported in `activate()` only.
+`TorchRunner.from_model` wraps a model already in memory (the exporter checks the model it traced).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from common.errors import InputFileError
-from common.model_spec import OUTPUT_NAME, read_model_spec
+from common.model_spec import OUTPUT_NAME, ModelSpec, read_model_spec
 
 from .base import BaseRunner, TensorMeta
 
@@ -20,19 +21,29 @@ class TorchRunner(BaseRunner):
     """Runs a Hugging Face token-classification checkpoint folder with PyTorch (CPU)."""
 
     def __init__(self, model_dir, name: Optional[str] = None, threads: Optional[int] = None,
-                 attn_implementation: str = "eager"):
+                 attn_implementation: str = "eager", *, spec: Optional[ModelSpec] = None, model=None):
         super().__init__(name or f"torch[{Path(model_dir).name}]")
-        self.spec = read_model_spec(model_dir, weights=True)
+        self.spec = spec or read_model_spec(model_dir, weights=True)
         self.threads = threads
         self.attn_implementation = attn_implementation
+        self._given_model = model  # a model in memory: activate() uses it instead of loading the folder
         self.model = None
 
+    @classmethod
+    def from_model(cls, model, spec: ModelSpec, name: Optional[str] = None) -> "TorchRunner":
+        """A runner over `model` (a loaded float32 token classifier in eval mode) described by `spec`."""
+        return cls(spec.model_dir, name=name or f"torch[{Path(spec.model_dir).name}]", spec=spec, model=model)
+
     def activate_impl(self) -> None:
+        # torch and transformers take seconds to import: only a runner that really runs needs them
         import torch
         from transformers import AutoModelForTokenClassification
 
         if self.threads:
             torch.set_num_threads(self.threads)
+        if self._given_model is not None:
+            self.model = self._given_model
+            return
         try:
             model = AutoModelForTokenClassification.from_pretrained(
                 str(self.spec.model_dir), dtype=torch.float32, attn_implementation=self.attn_implementation, use_safetensors=True)
@@ -48,7 +59,7 @@ class TorchRunner(BaseRunner):
         return [TensorMeta(OUTPUT_NAME, np.dtype(np.float32), ("batch", "sequence", self.spec.num_labels))]
 
     def infer_impl(self, feed_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
+        import torch  # already loaded by activate(); deferred here for the same reason
 
         with torch.inference_mode():
             inputs = {name: torch.from_numpy(np.ascontiguousarray(array)) for name, array in feed_dict.items()}

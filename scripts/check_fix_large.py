@@ -44,12 +44,13 @@ def build_random_checkpoint(config_dir: Path, target: Path, seed: int = 0) -> di
 @click.option("--num_sentences", default=16, show_default=True, type=int)
 @handle_errors
 def main(config_dir, work_dir, num_sentences):
-    from convert.export import _quiet_transformers, export_onnx
+    from common.quiet import quiet_transformers
+    from convert.export import export_onnx
     from convert.fix import fix_onnx
 
     if not (config_dir / "config.json").is_file():
         raise InputFileError(config_dir, "no config.json")
-    _quiet_transformers()
+    quiet_transformers()
     keep = work_dir is not None
     work = Path(work_dir or tempfile.mkdtemp(prefix="check_fix_large."))
     work.mkdir(parents=True, exist_ok=True)

@@ -55,9 +55,9 @@ def _stage_commands(model_dir: Path, tmp_path: Path, conll: Path) -> dict[str, t
                         "--seq_len", "64"], tmp_path / "bins"),
         "export": ([sys.executable, "-m", "convert.export", "--model_dir", str(model_dir),
                     "--output", str(tmp_path / "out" / "m.onnx")], tmp_path / "out"),
-        "predict": ([sys.executable, "-m", "infer.predict", "--model_dir", str(model_dir),
+        "predict": ([sys.executable, "-m", "apps.predict", "--model_dir", str(model_dir),
                      "--html", str(tmp_path / "out.html"), SENTENCE], tmp_path / "out.html"),
-        "predict_torch": ([sys.executable, "-m", "infer.predict", "--model_dir", str(model_dir), "--backend", "torch",
+        "predict_torch": ([sys.executable, "-m", "apps.predict", "--model_dir", str(model_dir), "--backend", "torch",
                            "--html", str(tmp_path / "out.html"), SENTENCE], tmp_path / "out.html"),
     }
 

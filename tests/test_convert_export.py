@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from conftest import CONLL_LABELS
 from convert import export as export_mod
 from convert import onnx_io, simplify as simplify_mod
-from convert.check import ort_session
+from runners.onnxrt import OrtRunner
+from runners.torchrt import TorchRunner
 
 INPUTS3 = ["input_ids", "attention_mask", "token_type_ids"]
 
@@ -48,10 +49,10 @@ def test_export_names_and_dynamic_axes(exported, tiny_model_dir):
     assert json.loads(meta["id2label"]) == {str(i): t for i, t in enumerate(CONLL_LABELS)}
     assert meta["source_model_dir"] == str(tiny_model_dir.resolve())
     # Really dynamic: two different batch/sequence shapes run.
-    session = ort_session(out)
-    for batch, seq in ((3, 7), (1, 40)):
-        feeds = {n: np.ones((batch, seq), dtype=np.int64) for n in INPUTS3}
-        assert session.run(None, feeds)[0].shape == (batch, seq, len(CONLL_LABELS))
+    with OrtRunner.from_path(out, providers=["CPUExecutionProvider"], graph_optimization="disable") as runner:
+        for batch, seq in ((3, 7), (1, 40)):
+            feeds = {n: np.ones((batch, seq), dtype=np.int64) for n in INPUTS3}
+            assert runner.infer(feeds)["logits"].shape == (batch, seq, len(CONLL_LABELS))
 
 
 def test_simplify_fixes_every_shape(exported, tmp_path):
@@ -110,15 +111,12 @@ def test_model_without_token_type_ids_exports_two_inputs(tmp_path):
 
 
 def test_validation_failure_exits_1_and_writes_nothing(tiny_model_dir, tmp_path, monkeypatch):
-    from convert import check
+    real = TorchRunner.infer_impl
 
-    real = check.torch_runner
+    def off_by_a_bit(self, feed_dict):
+        return {name: logits + 1e-2 for name, logits in real(self, feed_dict).items()}
 
-    def off_by_a_bit(model):
-        run = real(model)
-        return lambda batch: run(batch) + 1e-2
-
-    monkeypatch.setattr(check, "torch_runner", off_by_a_bit)
+    monkeypatch.setattr(TorchRunner, "infer_impl", off_by_a_bit)
     out = tmp_path / "bad.onnx"
     result = CliRunner().invoke(export_mod.main, ["--model_dir", str(tiny_model_dir), "--output", str(out),
                                                   "--num_sentences", "4"])

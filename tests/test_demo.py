@@ -1,4 +1,4 @@
-"""The demo page as a user meets it: one command (`python -m demo --port 0`), its JSON endpoint over
+"""The demo page as a user meets it: one command (`python -m apps.demo --port 0`), its JSON endpoint over
 real HTTP, and a headless Chromium that types a sentence and finds the highlights.
 (Limits, bad requests and fairness: tests/test_demo_server.py.)
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from infer.predict import ensure_onnx
+from convert.onnx_cache import ensure_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 EU = "EU rejects German call to boycott British lamb ."
@@ -37,10 +37,10 @@ def post(url: str, body: bytes, content_type: str = "application/json", headers:
 
 @contextmanager
 def start_demo(model_dir, *args: str):
-    """`python -m demo --port 0 ARGS` as a user starts it; yields (URL it prints, its output so far)."""
+    """`python -m apps.demo --port 0 ARGS` as a user starts it; yields (URL it prints, its output so far)."""
     ensure_onnx(model_dir)  # exported once (and cached) outside the 60 s start-up wait below
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "demo", "--model_dir", str(model_dir), "--port", "0", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "apps.demo", "--model_dir", str(model_dir), "--port", "0", *args],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()
     seen: list[str] = []
@@ -108,7 +108,7 @@ def test_html_escaping(served):
 
 @pytest.fixture
 def demo_process(default_model_dir):
-    """`python -m demo --port 0` as a user starts it; yields the URL it prints."""
+    """`python -m apps.demo --port 0` as a user starts it; yields the URL it prints."""
     with start_demo(default_model_dir) as (url, _):
         yield url
 

@@ -1,4 +1,4 @@
-"""The demo server's limits, over real HTTP against `python -m demo --port 0` started here: bad bodies
+"""The demo server's limits, over real HTTP against `python -m apps.demo --port 0` started here: bad bodies
 are a JSON 400, oversize ones a JSON 413, a foreign Host header is refused, a half-sent request is
 dropped, and a small request is answered while a maximum-size one is still being worked on.
 """

@@ -1,4 +1,4 @@
-"""infer.predict: NER on raw text, offsets into the original string, windows, both backends, the CLI.
+"""apps.predict: NER on raw text, offsets into the original string, windows, both backends, the CLI.
 
 Entities are checked on the project's default model (real CoNLL-2003 text); the mechanics that
 do not need a good model (offsets on odd text, caching the ONNX export, the command line) run
@@ -20,8 +20,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from infer.predict import Predictor, cached_onnx_path, main
-from infer.text import Entity, entities, read_texts, spans, word_spans
+from apps.predict import Predictor, main
+from common.tags import entities as spans
+from convert.onnx_cache import cached_onnx_path
+from preprocess.text import Entity, read_texts, word_spans
+from preprocess.text import text_entities as entities
 from preprocess.align import Aligner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,9 +66,10 @@ def word_edges(tokenizer, text):
 def test_doctests():
     import doctest
 
-    import infer.text
+    import common.tags
+    import preprocess.text
 
-    assert doctest.testmod(infer.text).failed == 0
+    assert doctest.testmod(preprocess.text).failed == 0 and doctest.testmod(common.tags).failed == 0
 
 
 def test_spans_match_conlleval_chunks():
@@ -173,8 +177,9 @@ def test_long_text_small_windows_scores_every_word(tiny_copy):
     with Predictor(tiny_copy, seq_len=32) as p:
         labels = p.label_words([text, EU])
     assert len(labels[0].spans) == 600 and all(labels[0].tags) and all(labels[1].tags)
-    ids, _ = p.aligner.word_pieces([text[s:e] for s, e in labels[0].spans])
-    assert len(p.aligner.window_starts(len(ids))) > 40
+    aligner = Aligner(p.tokenizer, 32)  # the encoder's windows at --seq_len 32
+    ids, _ = aligner.word_pieces([text[s:e] for s, e in labels[0].spans])
+    assert len(aligner.window_starts(len(ids))) > 40
 
 
 def test_cli_sources_and_formats(tiny_copy, tmp_path):
@@ -211,6 +216,17 @@ def test_cli_sources_and_formats(tiny_copy, tmp_path):
     assert "rejects" in html
 
 
+def test_unknown_backend_is_a_user_error(tiny_copy):
+    """One runner factory by name (`engine.backends`): an unknown name is one line listing the known ones."""
+    from common.errors import UserError
+    from engine.backends import open_runner
+
+    with pytest.raises(UserError, match="unknown backend 'tensorrt' \\(choose from onnxrt, torch, openvino\\)"):
+        open_runner("tensorrt", tiny_copy)
+    with pytest.raises(UserError, match="unknown backend 'tensorrt'"):
+        Predictor(tiny_copy, backend="tensorrt")
+
+
 @pytest.mark.parametrize("args, message", [
     (["x", "--file", "f.txt"], "not both"),
     (["x", "--paragraphs"], "--paragraphs"),
@@ -234,9 +250,9 @@ def test_cli_not_utf8(tiny_copy, tmp_path):
 
 
 def run_predict(args, env_extra=None, prefix=()):
-    """`python -m infer.predict ARGS` as a user types it (args may be bytes, as a shell passes them)."""
+    """`python -m apps.predict ARGS` as a user types it (args may be bytes, as a shell passes them)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", **(env_extra or {}))
-    return subprocess.run([*prefix, sys.executable, "-m", "infer.predict", *args], cwd=ROOT, env=env,
+    return subprocess.run([*prefix, sys.executable, "-m", "apps.predict", *args], cwd=ROOT, env=env,
                           capture_output=True, timeout=300)
 
 
@@ -393,8 +409,8 @@ def test_torch_and_onnx_give_the_same_entities(predictor, default_model_dir, con
 
 
 def test_cli_as_a_user_types_it(default_model_dir, predictor):
-    """`python -m infer.predict` in a subprocess, text on stdin (the ONNX cache is already made)."""
-    res = subprocess.run([sys.executable, "-m", "infer.predict", "--model_dir", str(default_model_dir)],
+    """`python -m apps.predict` in a subprocess, text on stdin (the ONNX cache is already made)."""
+    res = subprocess.run([sys.executable, "-m", "apps.predict", "--model_dir", str(default_model_dir)],
                          input=EU + "\n\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     lines = [json.loads(l) for l in res.stdout.splitlines()]
@@ -402,6 +418,24 @@ def test_cli_as_a_user_types_it(default_model_dir, predictor):
     assert lines[1] == {"text": "", "entities": []}
 
 
+
+
+def test_cli_openvino_backend(default_model_dir, predictor, conll_sentences):
+    """`python -m apps.predict --backend openvino`: the same ONNX export on OpenVINO finds what ONNX Runtime finds."""
+    texts = [EU] + [" ".join(s.words) for s in conll_sentences[:40]]
+    res = subprocess.run([sys.executable, "-m", "apps.predict", "--model_dir", str(default_model_dir),
+                          "--backend", "openvino"], input="\n".join(texts) + "\n", capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(l) for l in res.stdout.splitlines()]
+    assert [l["text"] for l in lines] == texts
+    assert [(e["start"], e["end"], e["type"], e["text"]) for e in lines[0]["entities"]] == EU_ENTITIES
+    for line in lines:
+        check_offsets(line["text"], line["entities"])
+    theirs = {(i, e["start"], e["end"], e["type"]) for i, line in enumerate(lines) for e in line["entities"]}
+    ours = {(i, e.start, e.end, e.type) for i, p in enumerate(predictor.predict(texts)) for e in p.entities}
+    # OpenVINO runs bf16 on a CPU that has it (precision auto): an entity may flip, rarely
+    assert len(ours) > 40 and len(theirs & ours) >= 0.95 * len(ours), (len(theirs & ours), len(ours))
 
 
 def test_html_page_in_a_real_browser(default_model_dir, predictor, browser, tmp_path):

@@ -49,7 +49,7 @@ BENCHMARK = {
 def scored_run(default_model_dir, conll, tmp_path_factory):
     """A real run: 200 CoNLL test sentences through bin_create, the ORT runner and bert_metric --report."""
     from infer.offline import run_offline
-    from infer.predict import ensure_onnx
+    from convert.onnx_cache import ensure_onnx
     from preprocess.conll import read_conll
     from preprocess.pipeline import create_bins
 

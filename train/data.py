@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import UserError
-from preprocess.conll import Sentence
-from preprocess.tags import OUTSIDE, entity_types, keep_types
+from common.feeds import build_feed
+from preprocess.align import Aligner
+from preprocess.conll import ConllFile, Sentence
+from common.tags import OUTSIDE, entity_types, keep_types
 
 IGNORE_INDEX = -100
 
@@ -39,33 +41,60 @@ def filter_types(sentences, types, path) -> list[Sentence]:
 
 @dataclass(frozen=True)
 class Example:
+    """Token ids, a label at each scored word's first sub-token (IGNORE_INDEX elsewhere), and
+    `(sentence, word)` of each labelled position in token order (to score per sentence)."""
+
     input_ids: list[int]
     labels: list[int]
+    words: tuple[tuple[int, int], ...] = ()
 
 
 def encode(tokenizer, sentences, label2id, max_seq_len) -> list[Example]:
     """Tokenise with first-sub-token labels. A sentence too long for max_seq_len is split into
     word chunks (each its own example), never truncated."""
     examples: list[Example] = []
-    for sentence in sentences:
+    for sid, sentence in enumerate(sentences):
         _encode_chunk(tokenizer, list(sentence.words), [label2id[t] for t in sentence.tags],
-                      max_seq_len, examples)
+                      max_seq_len, examples, sid, 0)
     return examples
 
 
-def _encode_chunk(tokenizer, words, label_ids, max_seq_len, out):
+def _encode_chunk(tokenizer, words, label_ids, max_seq_len, out, sid, first_word):
     enc = tokenizer(words, is_split_into_words=True, truncation=False)
     if len(enc["input_ids"]) > max_seq_len and len(words) > 1:
         half = len(words) // 2
-        _encode_chunk(tokenizer, words[:half], label_ids[:half], max_seq_len, out)
-        _encode_chunk(tokenizer, words[half:], label_ids[half:], max_seq_len, out)
+        _encode_chunk(tokenizer, words[:half], label_ids[:half], max_seq_len, out, sid, first_word)
+        _encode_chunk(tokenizer, words[half:], label_ids[half:], max_seq_len, out, sid, first_word + half)
         return
-    labels, previous = [], None
+    labels, previous, owners = [], None, []
     for word_id in enc.word_ids():
-        labels.append(IGNORE_INDEX if word_id is None or word_id == previous else label_ids[word_id])
+        first = word_id is not None and word_id != previous
+        labels.append(label_ids[word_id] if first else IGNORE_INDEX)
+        if first:
+            owners.append((sid, first_word + word_id))
         previous = word_id
     ids = enc["input_ids"][:max_seq_len]  # only a single over-long word can still exceed
-    out.append(Example(ids, labels[: len(ids)]))
+    labels = labels[: len(ids)]
+    out.append(Example(ids, labels, tuple(owners[:sum(1 for x in labels if x != IGNORE_INDEX)])))
+
+
+def encode_documents(aligner: Aligner, conll: ConllFile, sentences, label2id, note=None) -> list[Example]:
+    """Document context (FLERT): the sentences of each document as one sequence in the windows
+    `bin_create --context document` makes (`Aligner.document_samples`); each word is labelled once,
+    at its first sub-token in the window that scores it. `sentences` are `conll.sentences`, possibly
+    with filtered tags. A file without -DOCSTART- is said once through `note`."""
+    if not conll.has_docstart and note is not None:
+        note(conll.no_docstart_note())
+    examples: list[Example] = []
+    for group in conll.documents():
+        for sample in aligner.document_samples([(sid, sentences[sid].words) for sid in group]):
+            labels = [IGNORE_INDEX] * sample.tokens
+            owners = []
+            for sid, word, pos in sorted(sample.scored_words(), key=lambda item: item[2]):
+                labels[pos] = label2id[sentences[sid].tags[word]]
+                owners.append((sid, word))
+            examples.append(Example(list(sample.input_ids), labels, tuple(owners)))
+    return examples
 
 
 def bucketed_batches(examples, batch_size, seed, pool_factor=50):
@@ -83,15 +112,13 @@ def bucketed_batches(examples, batch_size, seed, pool_factor=50):
     return batches
 
 
-def collate(examples, indices, pad_id):
-    """Dynamic padding to the longest example of the batch."""
-    width = max(len(examples[i].input_ids) for i in indices)
-    ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+def collate(examples, indices, pad_id, input_names):
+    """Dynamic padding to the longest example of the batch: the inputs the model takes, named as
+    `input_names` (`common.feeds.build_feed`, the feed builder of every other stage), and the labels."""
+    rows = [examples[i].input_ids for i in indices]
+    width = max(len(row) for row in rows)
+    feed = build_feed(rows, width, input_names, pad_id)
     labels = torch.full((len(indices), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(indices), width), dtype=torch.long)
     for row, i in enumerate(indices):
-        n = len(examples[i].input_ids)
-        ids[row, :n] = torch.tensor(examples[i].input_ids)
-        labels[row, :n] = torch.tensor(examples[i].labels)
-        mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}, labels
+        labels[row, :len(examples[i].labels)] = torch.tensor(examples[i].labels)
+    return {name: torch.from_numpy(values) for name, values in feed.items()}, labels

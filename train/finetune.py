@@ -20,10 +20,12 @@ import torch
 from tqdm import tqdm
 
 from common.errors import UserError, handle_errors
-from preprocess.conll import read_conll
+from preprocess.align import Aligner
+from preprocess.conll import read_conll_file
+from preprocess.pipeline import CONTEXTS, stderr_note
 
 from . import checkpoint
-from .data import IGNORE_INDEX, bucketed_batches, collate, encode, filter_types, label_list
+from .data import IGNORE_INDEX, bucketed_batches, collate, encode, encode_documents, filter_types, label_list
 
 
 @dataclass
@@ -46,6 +48,9 @@ class TrainConfig:
     average_last: int = 0
     overwrite: bool = False
     threads: int | None = None
+    save_each_epoch: bool = False
+    context: str = "sentence"
+    window_overlap: int | None = None
     command: str = ""
 
 
@@ -56,6 +61,7 @@ class TrainResult:
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     test: dict | None = None
+    finished: bool = False
 
 
 def _seed_everything(seed: int) -> None:
@@ -69,18 +75,23 @@ def evaluate(model, examples, id2label, batch_size=64, input_names=("input_ids",
     from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
     model.eval()
-    gold, pred = [], []
+    # (gold, predicted) per word, gathered per sentence: a document window scores several
+    # sentences, and a long sentence may span windows; seqeval must see one sequence per sentence
+    by_sentence: dict[int, dict[int, tuple[str, str]]] = {}
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            inputs, labels = collate(examples, idx, pad_id=0)
-            logits = model(**{k: v for k, v in inputs.items() if k in input_names}).logits
+            inputs, labels = collate(examples, idx, 0, input_names)
+            logits = model(**inputs).logits
             best = logits.argmax(-1)
-            for row in range(len(idx)):
+            for row, i in enumerate(idx):
                 keep = labels[row] != IGNORE_INDEX
-                gold.append([id2label[int(t)] for t in labels[row][keep]])
-                pred.append([id2label[int(t)] for t in best[row][keep]])
+                pairs = zip(labels[row][keep].tolist(), best[row][keep].tolist())
+                for (sentence, word), (g, p) in zip(examples[i].words, pairs):
+                    by_sentence.setdefault(sentence, {})[word] = (id2label[g], id2label[p])
+    gold = [[by_sentence[s][w][0] for w in sorted(by_sentence[s])] for s in sorted(by_sentence)]
+    pred = [[by_sentence[s][w][1] for w in sorted(by_sentence[s])] for s in sorted(by_sentence)]
     report = classification_report(gold, pred, output_dict=True, zero_division=0)
     per_type = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
                     "support": int(v["support"])}
@@ -106,9 +117,13 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     checkpoint.check_output_dir(cfg.output_dir, cfg.overwrite)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train_sents = read_conll(cfg.train_file)
-    valid_sents = read_conll(cfg.valid_file)
-    test_sents = read_conll(cfg.test_file) if cfg.test_file else None
+    if cfg.context not in CONTEXTS:
+        raise UserError(f"--context {cfg.context!r}: expected one of {', '.join(CONTEXTS)}")
+    files = {"train": read_conll_file(cfg.train_file), "valid": read_conll_file(cfg.valid_file)}
+    if cfg.test_file:
+        files["test"] = read_conll_file(cfg.test_file)
+    train_sents, valid_sents = files["train"].sentences, files["valid"].sentences
+    test_sents = files["test"].sentences if cfg.test_file else None
     if cfg.labels:
         train_sents = filter_types(train_sents, cfg.labels, cfg.train_file)
         valid_sents = filter_types(valid_sents, cfg.labels, cfg.valid_file)
@@ -136,9 +151,20 @@ def finetune(cfg: TrainConfig) -> TrainResult:
                                                             ignore_mismatched_sizes=True, use_safetensors=True)
     input_names = tuple(tokenizer.model_input_names)
 
-    train_ex = encode(tokenizer, train_sents, label2id, cfg.max_seq_len)
-    valid_ex = encode(tokenizer, valid_sents, label2id, cfg.max_seq_len)
-    test_ex = encode(tokenizer, test_sents, label2id, cfg.max_seq_len) if test_sents else None
+    if cfg.context == "document":
+        try:
+            aligner = Aligner(tokenizer, cfg.max_seq_len, cfg.window_overlap)
+        except ValueError as err:
+            raise UserError(f"--max_seq_len {cfg.max_seq_len} / --window_overlap: {err}") from None
+
+        def encode_split(name, sents):
+            return encode_documents(aligner, files[name], sents, label2id, note=stderr_note)
+    else:
+        def encode_split(name, sents):
+            return encode(tokenizer, sents, label2id, cfg.max_seq_len)
+    train_ex = encode_split("train", train_sents)
+    valid_ex = encode_split("valid", valid_sents)
+    test_ex = encode_split("test", test_sents) if test_sents else None
 
     steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -154,6 +180,15 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
 
+    def save(trained_model):
+        def write(folder: Path):
+            to_save = copy.deepcopy(trained_model).half() if cfg.save_fp16 else trained_model
+            to_save.save_pretrained(folder, safe_serialization=True)
+            tokenizer.save_pretrained(folder)
+            (folder / "MODEL_CARD.md").write_text(_model_card(cfg, base_dir, result, labels), encoding="utf-8")
+
+        checkpoint.save_atomically(cfg.output_dir, write)
+
     result = TrainResult(output_dir=cfg.output_dir)
     best_state, best_f1, step = None, -1.0, 0
     recent_states: list[dict] = []
@@ -163,8 +198,8 @@ def finetune(cfg: TrainConfig) -> TrainResult:
         started = time.time()
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", dynamic_ncols=True)
         for indices in bar:
-            inputs, gold = collate(train_ex, indices, tokenizer.pad_token_id or 0)
-            out = model(**{k: v for k, v in inputs.items() if k in input_names}, labels=gold)
+            inputs, gold = collate(train_ex, indices, tokenizer.pad_token_id or 0, input_names)
+            out = model(**inputs, labels=gold)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -185,6 +220,8 @@ def finetune(cfg: TrainConfig) -> TrainResult:
         if metrics["f1"] > best_f1:
             best_f1, result.best_epoch = metrics["f1"], epoch
             best_state = copy.deepcopy(model.state_dict())
+            if cfg.save_each_epoch:  # a long run stopped early still leaves its best epoch so far
+                save(model)
         if cfg.average_last > 1:
             recent_states = (recent_states + [copy.deepcopy(model.state_dict())])[-cfg.average_last:]
         if step >= total_steps:
@@ -209,13 +246,8 @@ def finetune(cfg: TrainConfig) -> TrainResult:
         result.test = evaluate(model, test_ex, id2label, input_names=input_names)
         click.echo(f"test (best epoch {result.best_epoch}): F1 {result.test['f1']:.4f}", err=True)
 
-    def write(folder: Path):
-        to_save = model.half() if cfg.save_fp16 else model
-        to_save.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-        (folder / "MODEL_CARD.md").write_text(_model_card(cfg, base_dir, result, labels), encoding="utf-8")
-
-    checkpoint.save_atomically(cfg.output_dir, write)
+    result.finished = True
+    save(model)
     return result
 
 
@@ -247,6 +279,11 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
     lines += ["", "Valid is used only to pick the best epoch; test only to report.", "",
               f"## Labels\n\n{', '.join(labels)}", "",
               "## Settings", "",
+              f"context {cfg.context}"
+              + (f" (windows of {cfg.max_seq_len} tokens, overlap "
+                    f"{cfg.window_overlap if cfg.window_overlap is not None else 'half a window'})"
+                    if cfg.context == "document"
+                 else "") + ", "
               f"epochs {cfg.epochs}, lr {cfg.lr}, batch {cfg.batch_size}, max_seq_len {cfg.max_seq_len}, "
               f"warm-up {cfg.warmup_ratio}, weight decay {cfg.weight_decay}, seed {cfg.seed}, "
               f"weights saved as {'float16' if cfg.save_fp16 else 'float32'}", "",
@@ -255,7 +292,9 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
     for m in result.epochs:
         lines.append(f"| {m['epoch']} | {m['train_loss']:.4f} | {_fmt(m['precision'])} | {_fmt(m['recall'])} "
                      f"| {_fmt(m['f1'])} | {m['minutes']} |")
-    lines += ["", f"Best on valid: {result.best_epoch} (kept).", ""]
+    minutes = sum(m["minutes"] for m in result.epochs)
+    lines += ["", f"Best on valid: {result.best_epoch} (kept). Training time: {minutes:.1f} minutes"
+                  f"{'' if result.finished else f' (still running: {len(result.epochs)} of {cfg.epochs} epochs done)'}.", ""]
     if result.test:
         t = result.test
         lines += ["## Test (PyTorch, seqeval)", "",
@@ -285,9 +324,16 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
 @click.option("--max_steps", default=None, type=int, help="Stop after this many optimizer steps.")
 @click.option("--average_last", default=0, show_default=True,
               help="Also try the weight average of the last N epochs; kept if its valid F1 is best.")
+@click.option("--save_each_epoch", is_flag=True,
+              help="Write the model after every epoch that improves valid F1 (a long run stopped early keeps its best).")
 @click.option("--save_fp16", is_flag=True, help="Store the weights as float16 (half the size).")
 @click.option("--overwrite", is_flag=True, help="Replace a model already in --output_dir.")
 @click.option("--threads", default=None, type=int, help="torch intra-op threads (default: torch's choice).")
+@click.option("--context", type=click.Choice(CONTEXTS), default="sentence", show_default=True,
+              help="document: train and validate on the windows bin_create --context document makes "
+                   "(the sentences of each -DOCSTART- document as one sequence; FLERT).")
+@click.option("--window_overlap", default=None, type=int,
+              help="With --context document: tokens shared by neighbouring windows [default: half a window].")
 @handle_errors
 def main(**kwargs):
     """Fine-tune a checkpoint for NER and write an HF checkpoint folder with a MODEL_CARD.md."""

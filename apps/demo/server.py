@@ -1,9 +1,10 @@
-"""The demo server: `demo.app` on uvicorn, with limits on what one client can hold.
+"""The demo server: `apps.demo.app` on uvicorn, with limits on what one client can hold.
 
-    python -m demo [--model_dir DIR] [--backend onnxrt|torch] [--onnx X.onnx] [--host 127.0.0.1] [--port 7860]
+    python -m apps.demo [--model_dir DIR] [--backend onnxrt|torch|openvino] [--onnx X.onnx]
+                        [--host 127.0.0.1] [--port 7860]
 
 The model is loaded once, before the address is printed (`NER demo on http://HOST:PORT/`);
-`--port 0` picks a free port. One worker thread runs the model (`demo.scheduler`); the event loop
+`--port 0` picks a free port. One worker thread runs the model (`apps.demo.scheduler`); the event loop
 only parses, checks and answers. Limits:
 
 - a request must arrive whole within `--request-timeout` seconds of its first byte (a client that
@@ -28,8 +29,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from common.errors import UserError, handle_errors
 from common.paths import DEFAULT_MODEL_DIR
-from infer.predict import Predictor, quiet_transformers
+from common.quiet import quiet_transformers
+from engine.backends import BACKENDS
 
+from ..predict import Predictor
 from .app import LOOPBACK_HOSTS, MAX_CHARS, build_app
 from .scheduler import FairScheduler
 
@@ -110,7 +113,7 @@ def url_of(host: str, port: int) -> str:
 @click.command(name="demo", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model_dir", "--model-dir", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR,
               show_default=True, help="Token-classification checkpoint folder.")
-@click.option("--backend", type=click.Choice(["onnxrt", "torch"]), default="onnxrt", show_default=True)
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="onnxrt", show_default=True)
 @click.option("--onnx", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="ONNX file (exported there first if missing) [default: <model_dir>/.onnx-cache/].")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

@@ -1,8 +1,8 @@
 """The demo's web app (FastAPI): the page, `POST /api/predict`, `GET /healthz`; every error is JSON.
 
 `POST /api/predict` takes `{"text": "..."}` and answers `{"text", "entities", "html", "ms"}`: the
-same entities as `python -m infer.predict` and the same markup as its `--html` page
-(`infer.render.marked_html`). Requests are checked before any model work:
+same entities as `python -m apps.predict` and the same markup as its `--html` page
+(`apps.render.marked_html`). Requests are checked before any model work:
 
 - a body over `max_body_bytes` -> 413; not JSON, nested too deep, no string `text`, a `text` that
   is not valid Unicode (a lone surrogate such as `"\\ud800"`) -> 400;
@@ -28,8 +28,7 @@ from pydantic import BaseModel, ConfigDict, StrictStr, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.errors import UserError
-from infer.render import ENTITY_CSS, marked_html
-
+from ..render import ENTITY_CSS, marked_html
 from .scheduler import FairScheduler
 
 PAGE = Path(__file__).with_name("page.html")

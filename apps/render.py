@@ -1,7 +1,7 @@
 """Entities shown to people: coloured spans in a terminal, displaCy-style marks in HTML.
 
-Pure string functions over `infer.text.Prediction`; the demo page uses the same markup and CSS,
-so `python -m infer.predict --html` and the demo highlight alike. Pages are self-contained
+Pure string functions over `apps.text.Prediction`; the demo page uses the same markup and CSS,
+so `python -m apps.predict --html` and the demo highlight alike. Pages are self-contained
 (inline CSS, no scripts, no external fonts or files).
 """
 from __future__ import annotations

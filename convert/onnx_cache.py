@@ -1,4 +1,4 @@
-"""The ONNX file that `python -m infer.predict` and the demo run: `--onnx PATH`, or an export of the
+"""The ONNX file that `python -m apps.predict`, the demo and corpus jobs run: `--onnx PATH`, or an export of the
 checkpoint cached in `<model_dir>/.onnx-cache/` (in the user cache when the model folder cannot take it).
 
 Exports go through `convert.export.export_onnx`: written atomically, and only after the graph has
@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from common.errors import InputFileError
-from convert.export import export_onnx
+from common.quiet import quiet_transformers
+
+from .export import export_onnx
 
 CACHE_DIR = ".onnx-cache"
 # What decides whether a cached export still belongs to the checkpoint.
@@ -113,9 +115,3 @@ def _cache_target(model_dir, log: Callable[[str], None]) -> Path:
     raise InputFileError(in_model_dir.parent, f"cannot write the ONNX export here ({why_not_model_dir}) nor in "
                          f"{in_user_cache.parent} ({why_not_user_cache}); pass --onnx PATH somewhere writable")
 
-
-def quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()

@@ -7,7 +7,7 @@ or a line break where there is one, else at a space), and the worker labels one 
 first waiting request, then puts that request at the back of the line: a small request waits
 for at most one chunk of each request ahead of it.
 
-A text no longer than one chunk is labelled whole, exactly as `python -m infer.predict` labels
+A text no longer than one chunk is labelled whole, exactly as `python -m apps.predict` labels
 it; a longer one is labelled chunk by chunk (its entities' offsets shifted into the whole text),
 so an entity is never split unless a chunk had to be cut inside a sentence.
 """
@@ -20,7 +20,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
-from infer.text import Entity
+from preprocess.text import Entity
 
 DEFAULT_CHUNK_CHARS = 2000
 # Where a chunk may end: after a sentence end (and the spaces after it), or after line breaks.

@@ -1,20 +1,22 @@
-"""NER on people's own text: `python -m infer.predict` -> one JSON line per text.
+"""NER on people's own text: `python -m apps.predict` -> one JSON line per text.
 
-    python -m infer.predict "EU rejects German call to boycott British lamb ."
-    python -m infer.predict --file texts.txt [--paragraphs] [--format pretty] [--html out.html]
-    cat texts.txt | python -m infer.predict --backend torch
+    python -m apps.predict "EU rejects German call to boycott British lamb ."
+    python -m apps.predict --file texts.txt [--paragraphs] [--format pretty] [--html out.html]
+    cat texts.txt | python -m apps.predict --backend torch
 
 Each line is `{"text": ..., "entities": [{"start", "end", "type", "score", "text"}]}` with
 `text[start:end] == entity["text"]` in the original string. Words and their offsets come from the
-model's fast tokenizer (`infer.text.word_spans`); the words go through the same
-`preprocess.align.Aligner` as CoNLL data, so a long text is split into overlapping windows and
-every word is scored exactly once (nothing is truncated). A word's label is the argmax at its first
-sub-token; an entity is an IOB2 span of words; its score the mean softmax probability of its words'
-labels.
+model's fast tokenizer (`preprocess.text.word_spans`); the words of all texts then go through the
+one in-process engine (`engine.Engine.label_with_probs`: the encoder windows a long text into
+overlapping rows and scores every word exactly once, nothing is truncated; rows are batched by
+length, `--batch_size` rows at most). A word's label is the argmax at its first sub-token; an
+entity is a chunk of word labels (`common.tags.entities`); its score the mean probability of its
+words' labels (`preprocess.text.text_entities`).
 
-Backends are runners (`runners`): `onnxrt` (default) runs an ONNX export of the checkpoint,
-made on first use into `<model_dir>/.onnx-cache/` (or `--onnx PATH`) and checked against PyTorch
-by `convert.export`; `torch` runs the checkpoint itself, to compare with.
+Backends are runners opened by name (`engine.backends`): `onnxrt` (default) runs an ONNX export of
+the checkpoint, made on first use into `<model_dir>/.onnx-cache/` (or `--onnx PATH`) and checked
+against PyTorch by `convert.export`; `torch` runs the checkpoint itself, to compare with;
+`openvino` runs the ONNX export on OpenVINO.
 """
 from __future__ import annotations
 
@@ -27,16 +29,20 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import click
-import numpy as np
 
 from common.atomic import write_text
-from common.errors import InputFileError, UserError, ValidationError, handle_errors
-from common.model_spec import OUTPUT_NAME, read_model_spec
+from common.errors import InputFileError, UserError, handle_errors
+from common.model_spec import read_model_spec
 from common.paths import DEFAULT_MODEL_DIR
+from common.quiet import quiet_transformers
+from engine.backends import BACKENDS, check_runner, open_runner
+from engine.core import Engine
+from preprocess.pipeline import load_tokenizer
+from preprocess.plan import BatchPolicy
+from preprocess.text import Span, read_texts, text_entities, word_spans
 
-from .onnx_cache import cached_onnx_path, ensure_onnx, quiet_transformers  # noqa: F401 - cached_onnx_path: API
 from .render import page, pretty
-from .text import Prediction, entities, read_texts, word_spans
+from .text import Prediction
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_BATCH = 8
@@ -44,39 +50,13 @@ DEFAULT_BATCH = 8
 TEXTS_PER_ROUND = 64
 
 
-# -- runners by name ---------------------------------------------------------------------------------------
-def _ort_runner(model_dir, onnx, threads, log):
-    from runners.onnxrt import OrtRunner
-
-    path = ensure_onnx(model_dir, onnx, log)
-    return OrtRunner.from_path(path, providers=["CPUExecutionProvider"], intra_op_threads=threads)
-
-
-def _torch_runner(model_dir, onnx, threads, log):
-    from runners.torchrt import TorchRunner
-
-    if onnx is not None:
-        raise UserError("--onnx names the graph of --backend onnxrt; --backend torch runs the checkpoint")
-    return TorchRunner(model_dir, threads=threads)
-
-
-BACKENDS = {"onnxrt": _ort_runner, "torch": _torch_runner}
-
-
-# -- prediction ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class WordLabels:
+class TextLabels:
     """One text's words (character spans), their labels and the probability of each label."""
 
-    spans: tuple
-    tags: tuple
-    probs: tuple
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    spans: tuple[Span, ...]
+    tags: tuple[str, ...]
+    probs: tuple[float, ...]
 
 
 class Predictor:
@@ -90,9 +70,6 @@ class Predictor:
     def __init__(self, model_dir=DEFAULT_MODEL_DIR, *, backend: str = "onnxrt", onnx=None,
                  seq_len: int = DEFAULT_SEQ_LEN, batch_size: int = DEFAULT_BATCH, threads: Optional[int] = None,
                  log: Callable[[str], None] = lambda msg: None):
-        from preprocess.align import Aligner
-        from preprocess.pipeline import load_tokenizer
-
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
         if batch_size < 1:
@@ -103,21 +80,19 @@ class Predictor:
                             "positions")
         self.model_dir = Path(model_dir)
         self.backend = backend
-        self.batch_size = batch_size
         self.tokenizer = load_tokenizer(self.model_dir)
-        self.aligner = Aligner(self.tokenizer, seq_len)
-        self.pad_id = self.tokenizer.pad_token_id or 0
-        self.runner = BACKENDS[backend](self.model_dir, onnx, threads, log)
+        self.runner = open_runner(backend, self.model_dir, onnx=onnx, threads=threads, log=log)
+        self.engine = Engine(self.runner, tokenizer=self.tokenizer, input_names=self.spec.input_names,
+                             id2label=self.spec.id2label, policy=BatchPolicy(max_rows=batch_size), max_len=seq_len)
 
     # runner lifetime
     def activate(self) -> "Predictor":
         self.runner.activate()
-        if self.backend == "onnxrt":
-            try:
-                self._check_onnx_graph()
-            except BaseException:
-                self.runner.deactivate()
-                raise
+        try:
+            check_runner(self.runner, self.spec)
+        except BaseException:
+            self.runner.deactivate()
+            raise
         return self
 
     def close(self) -> None:
@@ -129,49 +104,23 @@ class Predictor:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _check_onnx_graph(self) -> None:
-        """An --onnx of another checkpoint would run, and label with the wrong names: refuse it."""
-        inputs = [m.name for m in self.runner.get_input_metadata()]
-        outputs = [m.name for m in self.runner.get_output_metadata()]
-        if inputs != list(self.spec.input_names) or outputs != [OUTPUT_NAME]:
-            raise ValidationError(f"{self.runner.name}: inputs {inputs} and outputs {outputs}; {self.model_dir} "
-                                  f"needs inputs {list(self.spec.input_names)} and output {OUTPUT_NAME!r}")
-        meta = self.runner.session.get_modelmeta().custom_metadata_map
-        if "id2label" in meta:  # written by convert.export
-            theirs = {int(k): v for k, v in json.loads(meta["id2label"]).items()}
-            if theirs != self.spec.id2label:
-                raise ValidationError(f"{self.runner.name} was exported with labels {theirs}, {self.model_dir} "
-                                      f"has {self.spec.id2label}: wrong --onnx for this --model_dir?")
-
     # work
-    def label_words(self, texts: Sequence[str]) -> list[WordLabels]:
+    def label_words(self, texts: Sequence[str]) -> list[TextLabels]:
         """Per text: its words' character spans, each word's label and that label's probability."""
         if not self.runner.is_active:
             self.activate()
         words = [word_spans(self.tokenizer, text) for text in texts]
-        samples = []
-        for i, (text, spans) in enumerate(zip(texts, words)):
-            if spans:
-                samples.extend(self.aligner.samples(i, [text[s:e] for s, e in spans]))
-        tags: list[list[Optional[str]]] = [[None] * len(spans) for spans in words]
-        probs = [[0.0] * len(spans) for spans in words]
-        id2label = self.spec.id2label
-        for sample, logits in zip(samples, self._logits(samples)):
-            if not sample.scored:
-                continue
-            p = _softmax(logits[[pos for _, pos in sample.scored]])
-            best = p.argmax(axis=-1)
-            for (word, _), label, row in zip(sample.scored, best.tolist(), p):
-                tags[sample.sentence][word] = id2label[label]
-                probs[sample.sentence][word] = float(row[label])
-        for i, row in enumerate(tags):
-            if None in row:  # the Aligner scores every word once; anything else is a bug, not a guess
-                raise RuntimeError(f"text {i}: word {row.index(None)} was not scored by any window")
-        return [WordLabels(tuple(spans), tuple(t), tuple(p)) for spans, t, p in zip(words, tags, probs)]
+        worded = [i for i, spans in enumerate(words) if spans]  # blank texts have no words to label
+        out = [TextLabels((), (), ()) for _ in texts]
+        if worded:
+            labels = self.engine.label_with_probs([[texts[i][s:e] for s, e in words[i]] for i in worded])
+            for i, tags, probs in zip(worded, labels.tags, labels.probs):
+                out[i] = TextLabels(tuple(words[i]), tuple(tags), tuple(probs))
+        return out
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One `Prediction` per text, in order. Empty and blank texts have no entities."""
-        return [Prediction(text, entities(text, w.spans, w.tags, w.probs))
+        return [Prediction(text, text_entities(text, w.spans, w.tags, w.probs))
                 for text, w in zip(texts, self.label_words(texts))]
 
     def predict_iter(self, texts: Iterable[str], per_round: int = TEXTS_PER_ROUND) -> Iterator[Prediction]:
@@ -184,24 +133,6 @@ class Predictor:
                 batch = []
         if batch:
             yield from self.predict(batch)
-
-    def _logits(self, samples) -> list[np.ndarray]:
-        """Per sample, its unpadded `(tokens, labels)` logits; batched by length, padded per batch."""
-        out: list[Optional[np.ndarray]] = [None] * len(samples)
-        order = sorted(range(len(samples)), key=lambda i: samples[i].tokens)
-        for at in range(0, len(order), self.batch_size):
-            chunk = order[at:at + self.batch_size]
-            width = max(samples[i].tokens for i in chunk)
-            ids = np.full((len(chunk), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for row, i in enumerate(chunk):
-                ids[row, :samples[i].tokens] = samples[i].input_ids
-                mask[row, :samples[i].tokens] = 1
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            logits = self.runner.infer({name: feed[name] for name in self.spec.input_names})[OUTPUT_NAME]
-            for row, i in enumerate(chunk):
-                out[i] = logits[row, :samples[i].tokens]
-        return out
 
 
 # -- command line ----------------------------------------------------------------------------------------
@@ -269,8 +200,9 @@ def _decoded(texts: Iterable[str], name) -> Iterator[str]:
 @click.option("--paragraphs", is_flag=True, help="With --file/stdin: texts are blank-line-separated paragraphs.")
 @click.option("--model_dir", "--model-dir", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR,
               show_default=True, help="Token-classification checkpoint folder.")
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="onnxrt", show_default=True,
-              help="onnxrt: the ONNX export on ONNX Runtime; torch: the checkpoint on PyTorch.")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="onnxrt", show_default=True,
+              help="onnxrt: the ONNX export on ONNX Runtime; torch: the checkpoint on PyTorch; openvino: the ONNX "
+                   "export on OpenVINO.")
 @click.option("--onnx", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="ONNX file to run; exported there first if missing [default: <model_dir>/.onnx-cache/].")
 @click.option("--format", "fmt", type=click.Choice(["json", "pretty"]), default="json", show_default=True,
@@ -280,7 +212,7 @@ def _decoded(texts: Iterable[str], name) -> Iterator[str]:
 @click.option("--seq_len", "--seq-len", "seq_len", type=click.IntRange(8), default=DEFAULT_SEQ_LEN,
               show_default=True, help="Tokens per window; longer texts become overlapping windows.")
 @click.option("--batch_size", "--batch-size", "batch_size", type=click.IntRange(1), default=DEFAULT_BATCH,
-              show_default=True, help="Windows per model call.")
+              show_default=True, help="Rows (windows) per model call at most.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads [default: physical cores].")
 @handle_errors
 def main(texts, file_, paragraphs, model_dir, backend, onnx, fmt, html_out, seq_len, batch_size, threads):

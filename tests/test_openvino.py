@@ -1,0 +1,243 @@
+"""The OpenVINO runner (f32 / bf16 against ONNX Runtime fp32), CPU capability gating, and NNCF INT8
+(`python -m convert.quantize --tool nncf`): its accuracy gate both ways and its bad inputs."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from common.cpu import CpuCapabilities, cpu_flags, detect, resolve_precision
+from common.errors import InputFileError, ToolMissingError, UserError, ValidationError
+from common.model_spec import read_model_spec
+from convert.export import export_onnx
+from convert.quantize import main as quantize_main
+from preprocess.encode import encode, word_label_ids
+from preprocess.plan import BatchPolicy, batch_feed, plan
+from runners.onnxrt import OrtRunner
+from runners.openvino import OPENVINO_REQUIREMENT, OpenVinoRunner
+
+THREADS = 2
+NO_BF16_CPU = CpuCapabilities(flags=frozenset({"avx2", "fma"}), openvino=frozenset({"FP32", "INT8"}))
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory, default_model_dir):
+    """The default model exported to ONNX (dynamic batch and sequence)."""
+    path = tmp_path_factory.mktemp("ov_model") / "model.onnx"
+    return export_onnx(model_dir=default_model_dir, output=path, num_sentences=2).output
+
+
+@pytest.fixture(scope="module")
+def spec(default_model_dir):
+    return read_model_spec(default_model_dir)
+
+
+@pytest.fixture(scope="module")
+def rows(conll_sentences, default_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_dir))
+    return encode(tokenizer, [s.words for s in conll_sentences], 512)
+
+
+@pytest.fixture(scope="module")
+def eval_file(tmp_path_factory, conll):
+    """The first 120 sentences of CoNLL-2003 valid, as a CoNLL file."""
+    blocks = (conll / "valid.txt").read_text(encoding="utf-8").strip().split("\n\n")
+    path = tmp_path_factory.mktemp("ov_eval") / "valid120.txt"
+    path.write_text("\n\n".join(blocks[:121]) + "\n", encoding="utf-8")  # block 0 is -DOCSTART-
+    return path
+
+
+def _run(runner, rows, input_names):
+    """Word label ids and the logits of real tokens, over sorted batches of up to 64 rows."""
+    ids, real_logits = np.full(rows.num_words, -1), []
+    with runner:
+        for batch in plan(rows, BatchPolicy(max_rows=64)):
+            feed = batch_feed(rows, batch, input_names)
+            logits = runner.infer(feed)["logits"]
+            assert logits.dtype == np.float32
+            ids[batch.word_slot] = word_label_ids(logits, batch.word_row, batch.word_pos)
+            real_logits.append(logits[feed["attention_mask"] == 1])
+        assert runner.inference_time is not None and len(runner.inference_times) == len(real_logits)
+    assert not runner.is_active
+    return ids, np.concatenate(real_logits)
+
+
+@pytest.fixture(scope="module")
+def ort_reference(onnx_model, rows, spec):
+    return _run(OrtRunner.from_path(onnx_model, intra_op_threads=THREADS), rows, spec.input_names)
+
+
+def _one_error_line(result, *names):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for name in names:
+        assert str(name) in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- the runner
+
+def test_f32_equals_onnx_runtime(onnx_model, rows, spec, ort_reference):
+    runner = OpenVinoRunner.from_path(onnx_model, precision="f32", threads=THREADS)
+    with runner:
+        assert [m.name for m in runner.get_input_metadata()] == list(spec.input_names)
+        assert runner.get_input_metadata()[0].shape == (None, None)
+        assert runner.precision == "f32"
+    ids, logits = _run(runner, rows, spec.input_names)
+    want_ids, want_logits = ort_reference
+    assert rows.num_words > 2000
+    assert np.array_equal(ids, want_ids)
+    np.testing.assert_allclose(logits, want_logits, atol=2e-3)
+
+
+def test_auto_precision_is_bf16_where_the_cpu_has_it(onnx_model, rows, spec, ort_reference):
+    runner = OpenVinoRunner.from_path(onnx_model, precision="auto", threads=THREADS)
+    ids, _ = _run(runner, rows, spec.input_names)
+    capabilities = detect()
+    with runner:
+        assert runner.precision == ("bf16" if capabilities.bf16 else "f32")
+    assert np.mean(ids == ort_reference[0]) >= 0.99
+
+
+def test_ir_from_the_onnx_runs_the_same(onnx_model, rows, spec, ort_reference, tmp_path):
+    import openvino as ov
+
+    ov.save_model(ov.Core().read_model(str(onnx_model)), str(tmp_path / "model.xml"), compress_to_fp16=False)
+    ids, _ = _run(OpenVinoRunner.from_path(tmp_path / "model.xml", precision="f32", threads=THREADS),
+                  rows, spec.input_names)
+    assert np.array_equal(ids, ort_reference[0])
+
+
+# ---------------------------------------------------------------- capability gating
+
+def test_bf16_on_a_cpu_without_it_is_a_one_line_error(onnx_model):
+    runner = OpenVinoRunner.from_path(onnx_model, precision="bf16", capabilities=NO_BF16_CPU)
+    with pytest.raises(UserError) as err:
+        runner.activate()
+    message = str(err.value)
+    assert "\n" not in message and "bf16" in message and "avx512_bf16" in message and "--precision f32" in message
+    assert not runner.is_active
+
+
+def test_auto_on_a_cpu_without_bf16_runs_f32_with_a_note(onnx_model, rows, spec, ort_reference):
+    runner = OpenVinoRunner.from_path(onnx_model, precision="auto", threads=THREADS, capabilities=NO_BF16_CPU)
+    with runner:
+        assert runner.precision == "f32"
+        assert runner.note.startswith("note: ") and "\n" not in runner.note
+        feed = {name: np.ones((1, 5), np.int64) for name in spec.input_names}
+        assert runner.infer(feed)["logits"].shape == (1, 5, spec.num_labels)
+
+
+def test_capabilities_from_flags(tmp_path, monkeypatch):
+    monkeypatch.delenv("NER_CPU_FLAGS", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n\nprocessor\t: 1\n")
+    caps = detect(["FP32", "INT8", "BF16"], cpuinfo=cpuinfo)
+    assert caps.vnni_int8 and not caps.bf16
+    assert resolve_precision("auto", caps)[0] == "f32" and resolve_precision("f32", caps) == ("f32", None)
+    # the flags say BF16 but OpenVINO does not offer it: no bf16
+    cpuinfo.write_text("flags\t: avx512_bf16 avx512_vnni\n")
+    assert detect(["FP32"], cpuinfo=cpuinfo).bf16 is False
+    assert detect(["FP32", "BF16"], cpuinfo=cpuinfo).bf16 is True
+    assert resolve_precision("auto", detect(None, cpuinfo=cpuinfo)) == ("bf16", None)
+    monkeypatch.setenv("NER_CPU_FLAGS", "avx2,fma")
+    assert cpu_flags(cpuinfo) == frozenset({"avx2", "fma"})
+    with pytest.raises(UserError):
+        resolve_precision("fp16", caps)
+
+
+# ---------------------------------------------------------------- bad inputs
+
+def _small_ir(folder: Path, input_name: str = "input_ids", rank: int = 2) -> Path:
+    """A valid IR with weights: float(input) + a constant, written as .xml + .bin."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    param = ops.parameter([-1] * rank, ov.Type.i64, name=input_name)
+    out = ops.add(ops.convert(param, "f32"), ops.constant(np.arange(4096, dtype=np.float32)[:1]))
+    path = folder / "small.xml"
+    ov.save_model(ov.Model([out], [param], "small"), str(path), compress_to_fp16=False)
+    return path
+
+
+def test_corrupt_ir_names_the_file(tmp_path):
+    xml = _small_ir(tmp_path)
+    xml.with_suffix(".bin").write_bytes(b"\0\1")  # truncated weights
+    with pytest.raises(InputFileError) as err:
+        OpenVinoRunner.from_path(xml, precision="f32").activate()
+    assert "small.bin" in str(err.value) and "\n" not in str(err.value)
+    xml.write_text("<html>not an IR</html>")
+    with pytest.raises(InputFileError, match="not an OpenVINO IR"):
+        OpenVinoRunner.from_path(xml, precision="f32").activate()
+    xml.with_suffix(".bin").unlink()
+    with pytest.raises(InputFileError, match="small.bin: missing"):
+        OpenVinoRunner.from_path(xml, precision="f32").activate()
+
+
+def test_ir_whose_inputs_differ_from_the_feed(tmp_path, spec):
+    feed = {name: np.ones((2, 7), np.int64) for name in spec.input_names}
+    with OpenVinoRunner.from_path(_small_ir(tmp_path, input_name="ids"), precision="f32") as runner:
+        with pytest.raises(ValidationError, match="missing"):
+            runner.infer(feed)
+    (tmp_path / "r3").mkdir()
+    with OpenVinoRunner.from_path(_small_ir(tmp_path / "r3", rank=3), precision="f32") as runner:
+        with pytest.raises(ValidationError, match="shape"):
+            runner.infer({"input_ids": feed["input_ids"]})
+
+
+def test_without_openvino_one_line_says_what_to_install(onnx_model, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
+    with pytest.raises(ToolMissingError) as err:
+        OpenVinoRunner.from_path(onnx_model).activate()
+    assert f"pip install {OPENVINO_REQUIREMENT}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_nncf_bad_inputs_one_line_nothing_written(onnx_model, eval_file, tmp_path, monkeypatch):
+    out = tmp_path / "out" / "int8.xml"
+    base = ["--tool", "nncf", "--input", str(onnx_model), "--output", str(out), "--eval_file", str(eval_file)]
+    cli = CliRunner()
+    missing = tmp_path / "missing.txt"
+    _one_error_line(cli.invoke(quantize_main, [*base, "--calib_file", str(missing)]), missing)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    _one_error_line(cli.invoke(quantize_main, [*base, "--calib_file", str(empty)]), empty)
+    bad_ir = _small_ir(tmp_path)
+    bad_ir.with_suffix(".bin").write_bytes(b"\0")
+    _one_error_line(cli.invoke(quantize_main, [*base[:3], str(bad_ir), *base[4:]]), "small.bin")
+    (tmp_path / "other").mkdir()
+    other_inputs = _small_ir(tmp_path / "other", input_name="ids")
+    _one_error_line(cli.invoke(quantize_main, [*base[:3], str(other_inputs), *base[4:]]), other_inputs)
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    line = _one_error_line(cli.invoke(quantize_main, base))
+    assert "pip install nncf==" in line
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+# ---------------------------------------------------------------- NNCF INT8 and its accuracy gate
+
+def test_nncf_int8_passes_the_gate_and_runs(onnx_model, eval_file, rows, spec, ort_reference, tmp_path):
+    out = tmp_path / "int8" / "model_int8.xml"
+    result = CliRunner().invoke(quantize_main, ["--tool", "nncf", "--input", str(onnx_model), "--output", str(out),
+                                                "--calib_sentences", "100", "--eval_file", str(eval_file)])
+    assert result.exit_code == 0, result.output
+    assert "entity F1 fp32" in result.stdout and f"wrote {out}" in result.stdout
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model_int8.bin", "model_int8.xml"]
+    ids, _ = _run(OpenVinoRunner.from_path(out, threads=THREADS), rows, spec.input_names)
+    assert np.mean(ids == ort_reference[0]) >= 0.98
+
+
+def test_nncf_int8_over_the_allowed_drop_fails_and_writes_nothing(onnx_model, eval_file, tmp_path):
+    out = tmp_path / "int8" / "model_int8.xml"
+    result = CliRunner().invoke(quantize_main, ["--tool", "nncf", "--input", str(onnx_model), "--output", str(out),
+                                                "--calib_sentences", "8", "--eval_file", str(eval_file),
+                                                "--max_f1_drop", "-1"])
+    line = _one_error_line(result, out)
+    assert "--max_f1_drop" in line
+    assert list(out.parent.iterdir()) == []  # no IR, no staging folder left behind
