@@ -35,6 +35,7 @@ from common.errors import InputFileError, UserError, handle_errors
 from common.model_spec import read_model_spec
 from common.paths import DEFAULT_MODEL_DIR
 from common.quiet import quiet_transformers
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 from engine.backends import BACKENDS, check_runner, open_runner
 from engine.core import Engine
 from preprocess.pipeline import load_tokenizer
@@ -193,13 +194,12 @@ def _decoded(texts: Iterable[str], name) -> Iterator[str]:
         raise InputFileError(name, f"is not UTF-8 text (byte {err.start}: {err.reason})") from None
 
 
-@click.command(name="predict", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="predict", context_settings=CONTEXT_SETTINGS)
 @click.argument("texts", nargs=-1)
 @click.option("--file", "-f", "file_", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Read texts from FILE ('-': stdin), one per line [default without TEXTS: stdin].")
 @click.option("--paragraphs", is_flag=True, help="With --file/stdin: texts are blank-line-separated paragraphs.")
-@click.option("--model_dir", "--model-dir", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR,
-              show_default=True, help="Token-classification checkpoint folder.")
+@model_dir_option(default=DEFAULT_MODEL_DIR, help="Token-classification checkpoint folder.")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="onnxrt", show_default=True,
               help="onnxrt: the ONNX export on ONNX Runtime; torch: the checkpoint on PyTorch; openvino: the ONNX "
                    "export on OpenVINO.")

@@ -49,14 +49,15 @@ import click
 
 from common.atomic import write_json, write_text
 from common.errors import handle_errors
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 
 from .paths import DEFAULT_POLICY, PATHS
 from .report import markdown, plot
 from .run import DEFAULT_BUCKETS, run_benchmark
 
 
-@click.command()
-@click.option("--model_dir", required=True, type=click.Path(path_type=Path), help="Fine-tuned checkpoint folder.")
+@click.command(context_settings=CONTEXT_SETTINGS)
+@model_dir_option(required=True, help="Fine-tuned checkpoint folder.")
 @click.option("--input_file", required=True, type=click.Path(path_type=Path), help="CoNLL file (e.g. test.txt).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the results here.")
 @click.option("--markdown", "md_path", type=click.Path(path_type=Path), default=None, help="Write a Markdown table.")

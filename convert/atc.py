@@ -30,6 +30,7 @@ import click
 from common.atomic import write_json
 from common.errors import InputFileError, ToolMissingError, UserError, handle_errors
 from common.paths import CANN_SET_ENV, ROOT
+from common.cli import CONTEXT_SETTINGS, parse_lengths
 from preprocess.binfile import GEARS_SUBDIR
 
 
@@ -110,18 +111,14 @@ class AtcPlan:
 
 
 def parse_buckets(text: str | None) -> tuple[int, ...] | None:
+    """ATC gears from `--buckets`: the one length-list parser, then ATC's limit on the number of gears."""
     if text is None:
         return None
-    try:
-        values = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        raise UserError(f"--buckets {text!r}: expected comma-separated sequence lengths, e.g. 32,64,128") from None
-    if any(v <= 0 for v in values):
-        raise UserError(f"--buckets {text!r}: lengths must be positive")
+    values = parse_lengths(text)
     if not MIN_GEARS <= len(values) <= MAX_GEARS:
         raise UserError(f"--buckets {text!r}: ATC takes {MIN_GEARS} to {MAX_GEARS} gears "
                         f"(for a single length use --seq_len)")
-    return tuple(values)
+    return values
 
 
 def plan_atc(*, model, batch_size: int, soc_version: str, seq_len: int | None = None, buckets=None,
@@ -213,7 +210,7 @@ def run_atc(plan: AtcPlan) -> list[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="ONNX model (fixed with fix_onnx.py).")
 @click.option("--bs", "batch_size", required=True, type=click.IntRange(1), help="Batch size.")
 @click.option("--seq_len", default=None, type=click.IntRange(1), help="Static sequence length.")

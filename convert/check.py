@@ -20,13 +20,14 @@ from typing import Optional, Sequence
 import numpy as np
 
 from common.checkpoint import check_tokenizer_folder
-from common.errors import InputFileError, ValidationError
+from common.errors import ValidationError
 from common.feeds import Feed
 from common.model_spec import CANONICAL_INPUT_ORDER
 from common.paths import conll_dir
 from preprocess.conll import read_conll
 from preprocess.encode import Rows, encode, word_label_ids
 from preprocess.plan import BatchPolicy, RowBatch, batch_feed, plan
+from preprocess.tokenizer import load_tokenizer  # noqa: F401 - part of this module's API (compare, export, nncf)
 from runners.base import BaseRunner
 from runners.onnxrt import OrtRunner
 
@@ -206,16 +207,6 @@ def checked_tokenizer_dir(folder, onnx_path) -> Path:
     """`folder`, once it has tokenizer files whose ids all fit the graph's embedding table."""
     check_tokenizer_folder(folder, embedding_rows=graph_embedding_rows(onnx_path), rows_from=Path(onnx_path).name)
     return Path(folder)
-
-
-def load_tokenizer(folder):
-    """The fast tokenizer of a checkpoint folder; one that transformers cannot load is an InputFileError."""
-    from transformers import AutoTokenizer  # seconds to import: only the checks that encode text need it
-
-    try:
-        return AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError) as err:
-        raise InputFileError(folder, f"cannot load its tokenizer ({onnx_io.first_line(err)})") from None
 
 
 def tokenizer_max_len(tokenizer, limit: int = DEFAULT_MAX_LEN) -> int:

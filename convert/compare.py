@@ -25,6 +25,7 @@ import click
 from common.errors import InputFileError, UserError, ValidationError, handle_errors
 from common.model_spec import read_model_spec
 from common.quiet import quiet_transformers
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 from runners.base import BaseRunner
 from runners.onnxrt import GRAPH_OPTIMIZATION_LEVELS
 from runners.torchrt import TorchRunner
@@ -147,11 +148,10 @@ def report_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--model", "models", multiple=True, required=True, type=click.Path(path_type=Path),
               help="Twice: model A, then model B (an .onnx file, or a checkpoint folder).")
-@click.option("--model_dir", default=None, type=click.Path(path_type=Path),
-              help="Checkpoint folder for the tokenizer and labels [default: the checkpoint side, else the one "
+@model_dir_option(help="Checkpoint folder for the tokenizer and labels [default: the checkpoint side, else the one "
                    "recorded in a graph].")
 @click.option("--input_file", default=None, type=click.Path(path_type=Path),
               help="CoNLL file of sentences [default: CoNLL-2003 test.txt].")

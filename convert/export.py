@@ -22,6 +22,7 @@ import click
 from common.errors import InputFileError, UserError, ValidationError, handle_errors
 from common.model_spec import DYNAMIC_AXES, OUTPUT_NAME, read_model_spec
 from common.quiet import quiet_transformers
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 from runners.torchrt import TorchRunner
 
 from . import check, onnx_io
@@ -175,8 +176,8 @@ def _transformers_version() -> str:
     return transformers.__version__
 
 
-@click.command()
-@click.option("--model_dir", required=True, type=click.Path(path_type=Path), help="Hugging Face checkpoint folder.")
+@click.command(context_settings=CONTEXT_SETTINGS)
+@model_dir_option(required=True, help="Hugging Face checkpoint folder.")
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="ONNX file to write.")
 @click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=click.IntRange(11, 20))
 @click.option("--static", is_flag=True, help="Fixed batch_size x seq_len inputs instead of dynamic axes.")

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from common.errors import InputFileError, ValidationError, handle_errors
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 
 from . import check, onnx_io
 from .check import DEFAULT_ATOL, DEFAULT_SENTENCES, CheckResult
@@ -88,15 +89,14 @@ def _copy_model(source: Path, staged: Path) -> None:
     onnx_io.save(onnx_io.load(source), staged)
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("input", type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option("--passes", default=None,
               help=f"Comma-separated passes to run, in this order: {', '.join(PASSES)} (default: all).")
 @click.option("--mask_value", default=DEFAULT_MASK_VALUE, show_default=True, type=float,
               help="Attention-mask fill value that replaces float32's minimum; within fp16's range.")
-@click.option("--model_dir", default=None, type=click.Path(path_type=Path),
-              help="Checkpoint whose tokenizer makes the check inputs (default: the one recorded at export).")
+@model_dir_option(help="Checkpoint whose tokenizer makes the check inputs (default: the one recorded at export).")
 @click.option("--atol", default=DEFAULT_ATOL, show_default=True, type=click.FloatRange(min=0),
               help="Largest allowed |fixed - input| logit difference on ONNX Runtime.")
 @click.option("--num_sentences", default=DEFAULT_SENTENCES, show_default=True, type=click.IntRange(1))

@@ -29,6 +29,8 @@ from pathlib import Path
 import click
 
 from common.errors import UserError, ValidationError, handle_errors
+from common.model_spec import encoder_size
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 
 from . import check, onnx_io
 from .check import DEFAULT_ATOL, DEFAULT_SENTENCES, CheckResult
@@ -122,16 +124,16 @@ def model_dims(model, *, model_dir=None, num_heads: int | None = None, hidden_si
     sources = []
     if num_heads:
         sources.append("--num_heads")
-    elif config and config.get("num_attention_heads"):
-        num_heads = int(config["num_attention_heads"])
+    elif config and encoder_size(config, "heads"):
+        num_heads = encoder_size(config, "heads")
         sources.append(f"num_heads from {config_path}")
     elif g_heads:
         num_heads = g_heads
         sources.append("num_heads from the graph's attention Reshape")
     if hidden_size:
         sources.append("--hidden_size")
-    elif config and config.get("hidden_size"):
-        hidden_size = int(config["hidden_size"])
+    elif config and encoder_size(config, "hidden"):
+        hidden_size = encoder_size(config, "hidden")
         sources.append(f"hidden_size from {config_path}")
     elif g_hidden:
         hidden_size = g_hidden
@@ -144,7 +146,7 @@ def model_dims(model, *, model_dir=None, num_heads: int | None = None, hidden_si
                         "pass --model_dir (the checkpoint) or --num_heads and --hidden_size")
     if num_heads and hidden_size % num_heads:
         raise UserError(f"hidden size {hidden_size} is not a multiple of {num_heads} heads")
-    layers = int(config["num_hidden_layers"]) if config and config.get("num_hidden_layers") else g_layers
+    layers = (encoder_size(config, "layers") if config else None) or g_layers
     if not layers:
         raise UserError("cannot tell the number of layers: the graph has no Softmax and no config says")
     return ModelDims(num_heads=num_heads, hidden_size=hidden_size, num_layers=layers, source="; ".join(sources))
@@ -256,11 +258,10 @@ def format_fused_table(result: OptimizeResult) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--input", "input", required=True, type=click.Path(path_type=Path), help="ONNX model from convert.export.")
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Fused ONNX model to write.")
-@click.option("--model_dir", default=None, type=click.Path(path_type=Path),
-              help="Checkpoint folder (heads, hidden size, tokenizer for the check); default: the one recorded at export.")
+@model_dir_option(help="Checkpoint folder (heads, hidden size, tokenizer for the check); default: the one recorded at export.")
 @click.option("--num_heads", default=None, type=click.IntRange(1), help="Attention heads (default: from the config).")
 @click.option("--hidden_size", default=None, type=click.IntRange(1), help="Hidden size (default: from the config).")
 @click.option("--allow-partial", "--allow_partial", "allow_partial", is_flag=True,

@@ -47,7 +47,8 @@ from preprocess.encode import Rows, encode, label_names, word_label_ids
 from preprocess.plan import BatchPolicy, batch_feed, plan
 
 from . import onnx_io
-from .check import checked_tokenizer_dir, compare, encode_inputs, graph_runner, one_row_feeds, real_sentences
+from .check import checked_tokenizer_dir, compare, load_tokenizer, encode_inputs, graph_runner, one_row_feeds, real_sentences
+from .quantize_nncf import DEFAULT_MAX_F1_DROP, quantize_nncf, summary_lines
 
 MODES = ("dynamic", "static")
 ATTENTION_CHOICES = ("dynamic", "float")
@@ -160,7 +161,6 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
     # onnx, onnxruntime and transformers take seconds to import: only the quantizing itself needs them
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-    from transformers import AutoTokenizer
 
     started = time.perf_counter()
     if mode not in MODES:
@@ -184,7 +184,7 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
     kept = tuple(dict.fromkeys([*classifier_nodes(model), *keep_float]))
     before = onnx_io.op_counts(model)
     has_attention = before.get("Attention", 0) > 0
-    tokenizer = AutoTokenizer.from_pretrained(str(checked_tokenizer_dir(tok_dir, input)))
+    tokenizer = load_tokenizer(checked_tokenizer_dir(tok_dir, input))
     settings = {"mode": mode, "weights": "int8 symmetric, " + ("per channel" if per_channel else "per tensor"),
                 "reduce_range": reduce_range}
     with onnx_io.staged_output(output) as staged:
@@ -318,12 +318,26 @@ def _default_eval_file() -> Optional[Path]:
 @click.option("--min_agreement", type=click.FloatRange(0, 1), default=DEFAULT_MIN_AGREEMENT, show_default=True,
               help="Least share of word labels that must agree with the input graph (200 test sentences).")
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of the calibration sample.")
+@click.option("--tool", type=click.Choice(("ort", "nncf")), default="ort", show_default=True,
+              help="ort: onnxruntime.quantization, writes ONNX; nncf: NNCF post-training INT8 "
+                   "(convert.quantize_nncf), writes an OpenVINO IR (.xml + .bin).")
+@click.option("--max_f1_drop", type=float, default=DEFAULT_MAX_F1_DROP, show_default=True,
+              help="--tool nncf: most entity F1 points the INT8 model may lose against fp32 on --eval_file; "
+                   "a bigger drop fails and writes nothing.")
 @handle_errors
-def main(keep_float, eval_file, no_eval, **kwargs):
-    """Quantize an ONNX token classifier to INT8 with onnxruntime.quantization and check it."""
+def main(keep_float, eval_file, no_eval, tool, max_f1_drop, **kwargs):
+    """Quantize an ONNX token classifier to INT8 with onnxruntime.quantization (or NNCF) and check it."""
     if no_eval and eval_file is not None:
         raise UserError("--no_eval and --eval_file contradict each other")
     eval_file = None if no_eval else (eval_file or _default_eval_file())
+    if tool == "nncf":
+        if no_eval:
+            raise UserError("--no_eval: --tool nncf always checks entity F1 before it writes")
+        result = quantize_nncf(eval_file=eval_file, max_f1_drop=max_f1_drop,
+                               **{key: kwargs[key] for key in ("input", "output", "calib_file", "calib_sentences",
+                                                               "model_dir", "seed")})
+        click.echo("\n".join(summary_lines(result)))
+        return
     result = quantize_onnx(keep_float=[n for n in keep_float.split(",") if n], eval_file=eval_file, **kwargs)
     for key, value in result.settings.items():
         click.echo(f"{key}: {value}")

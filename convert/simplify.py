@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from common.errors import UserError, handle_errors
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 
 from . import check, onnx_io
 from .check import DEFAULT_ATOL, CheckResult
@@ -70,14 +71,13 @@ def simplify_onnx(*, input, output, batch_size: int, seq_len: int, atol: float =
     return SimplifyResult(output=Path(output), shapes=shapes, ops_before=before, ops_after=after, check=result)
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--input", "input", required=True, type=click.Path(path_type=Path), help="ONNX model to simplify.")
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="Simplified ONNX to write.")
 @click.option("--batch_size", required=True, type=click.IntRange(1))
 @click.option("--seq_len", required=True, type=click.IntRange(1))
 @click.option("--atol", default=DEFAULT_ATOL, show_default=True, type=click.FloatRange(min=0))
-@click.option("--model_dir", default=None, type=click.Path(path_type=Path),
-              help="Checkpoint whose tokenizer makes the check inputs (default: the one recorded at export).")
+@model_dir_option(help="Checkpoint whose tokenizer makes the check inputs (default: the one recorded at export).")
 @handle_errors
 def main(**kwargs):
     """Simplify an ONNX model with fixed input shapes (onnxsim) and check it against the input."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -50,7 +49,6 @@ class ShardSpec:
     start: tuple  # a preprocess.conll_stream.Position as a plain tuple (picklable, JSON-able)
     first: int
     count: int
-    tagged: Optional[bool] = None
 
 
 def _readable(path: Path) -> Path:
@@ -220,7 +218,3 @@ def check_format(fmt: Optional[str]) -> Optional[str]:
     if fmt is not None and fmt not in FORMATS:
         raise UserError(f"--format {fmt}: choose from {', '.join(FORMATS)}")
     return fmt
-
-
-def total_size(files) -> int:
-    return sum(os.path.getsize(p) for p in files)

@@ -10,11 +10,12 @@ import sys
 import click
 
 from common.errors import UserError, handle_errors
+from common.cli import CONTEXT_SETTINGS
 
 from .offline import OUTFMTS, check_model_path, run_offline, run_pure
 
 
-@click.command(name="infer", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="infer", context_settings=CONTEXT_SETTINGS)
 @click.option("--model", "-m", required=True, help="ONNX model (.onnx: ONNX Runtime) or Ascend model (.om: ais_bench).")
 @click.option("--input", "-i", "input_", default=None,
               help='Comma-separated input folders, one per model input in model order, e.g. '

@@ -7,6 +7,7 @@ import click
 
 from common.atomic import write_json, write_text
 from common.errors import UserError, handle_errors
+from common.cli import CONTEXT_SETTINGS
 
 from .destinations import check_destination, check_distinct, remove_stale_temporaries, write_all
 from .outputs import BIN_DTYPES
@@ -14,7 +15,7 @@ from .report import read_benchmark, render_report
 from .score import format_table, predictions_text, score_run
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--result_dir", "--result-dir", "result_dir", required=True, type=click.Path(path_type=Path),
               help="Inference output folder OUT/<timestamp> holding <input>_<i>_0.npy (or .bin) per sample, "
                    "directly or in the device<N>_* subfolders of a multi-device ais_bench run.")

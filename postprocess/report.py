@@ -26,6 +26,7 @@ import click
 
 from common.atomic import write_text
 from common.errors import UserError, handle_errors
+from common.cli import CONTEXT_SETTINGS
 
 from .destinations import check_destination, write_all
 # The pieces live in report_data (reading, confusion matrix) and report_html (the page); this
@@ -71,7 +72,7 @@ def write_report(*, result, output, predictions=None, benchmark=None) -> Path:
     return output
 
 
-@click.command(name="report", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="report", context_settings=CONTEXT_SETTINGS)
 @click.option("--result", "result", required=True, type=click.Path(path_type=Path),
               help="result.json written by bert_metric.py.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import sys
 import time
@@ -18,38 +17,9 @@ from common.model_spec import read_model_spec
 from .align import Aligner, Sample
 from .binfile import BinSet, INDEX_FORMAT, INDEX_FORMAT_DOCUMENT, bucket_for, write_binset
 from .conll import ConllFile, read_conll_file
+from .tokenizer import load_tokenizer  # noqa: F401 - the stage's tokenizer, also used by callers of this module
 
 CONTEXTS = ("sentence", "document")
-
-
-def load_tokenizer(model_dir: Path):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    except Exception as err:  # noqa: BLE001 - any failure here means the folder lacks a usable tokenizer
-        raise InputFileError(model_dir, f"cannot load its tokenizer ({type(err).__name__}: {err})") from None
-    if not tokenizer.is_fast:
-        raise InputFileError(model_dir, "has no fast tokenizer (tokenizer.json), needed for word alignment")
-    if _byte_level_without_prefix_space(tokenizer):
-        # A byte-level BPE (RoBERTa, GPT-2) marks a word start by the space before it; words passed
-        # pre-split (is_split_into_words) get none unless asked, so every word but the first would be
-        # tokenised as the inside of a word, unlike in the model's pretraining.
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, add_prefix_space=True)
-    return tokenizer
-
-
-def _byte_level_without_prefix_space(tokenizer) -> bool:
-    pre_tokenizer = tokenizer.backend_tokenizer.pre_tokenizer
-    if pre_tokenizer is None:
-        return False
-    pending = [json.loads(pre_tokenizer.__getstate__())]  # a Sequence nests its pre-tokenizers
-    while pending:
-        node = pending.pop()
-        if node.get("type") == "ByteLevel" and not node.get("add_prefix_space", False):
-            return True
-        pending.extend(node.get("pretokenizers") or [])
-    return False
 
 
 def parse_buckets(text: str | None, seq_len: int) -> list[int] | None:

@@ -31,6 +31,7 @@ from common.model_spec import read_model_spec
 from common.tags import to_iob2
 from conftest import CONLL_LABELS, ROOT
 from convert.export import main as export_main
+from convert.optimize import main as optimize_main
 from engine import Engine
 from infer.cli import infer_command
 from postprocess.cli import main as metric_main
@@ -39,6 +40,7 @@ from preprocess.pipeline import load_tokenizer
 from preprocess.plan import BatchPolicy
 from preprocess.text import text_entities, word_spans
 from runners.onnxrt import OrtRunner
+from train.checkpoint import minilm_folder
 from train.data import collate, encode as encode_examples
 from train.finetune import main as finetune_main
 
@@ -57,8 +59,6 @@ def build_distilbert(folder: Path) -> Path:
     """DistilBERT (no segment embeddings) with the MiniLM uncased WordPiece vocabulary."""
     import torch
     from transformers import DistilBertConfig, DistilBertForTokenClassification, DistilBertTokenizerFast
-
-    from train.checkpoint import minilm_folder
 
     tokenizer = DistilBertTokenizerFast.from_pretrained(minilm_folder())
     torch.manual_seed(0)
@@ -207,6 +207,15 @@ def test_export_has_no_token_type_ids_input(exported):
     assert [o.name for o in graph.output] == ["logits"]
 
 
+def test_the_export_fuses_for_the_benchmark(family, trained, exported):
+    """`convert.optimize` (the benchmark's ort_fused_fp32 and INT8 paths start from its graph) reads the
+    heads and hidden size from the checkpoint, under any family's names (DistilBERT: n_heads, dim)."""
+    fused = family["folder"] / "model_fused.onnx"
+    invoke(optimize_main, ["--input", exported, "--output", fused, "--model_dir", trained, "--num_sentences", 4])
+    ops = [node.op_type for node in onnx.load(str(fused)).graph.node]
+    assert ops.count("Attention") == 2
+
+
 def test_bin_create_writes_no_token_type_ids(binset):
     assert sorted(p.name for p in binset["bin_dir"].iterdir() if p.name != "gears") == sorted(NO_SEGMENTS)
     header = json.loads(binset["index"].read_text(encoding="utf-8").splitlines()[0])
@@ -284,3 +293,19 @@ def test_load_tokenizer_gives_a_byte_level_bpe_its_word_start_space(data, tmp_pa
     pieces = loaded.convert_ids_to_tokens(enc["input_ids"])
     firsts = [pieces[enc.word_ids().index(w)] for w in range(len(words))]
     assert all(piece.startswith("\u0120") for piece in firsts), pieces  # Ġ: the byte-level space
+
+
+def test_training_gives_a_byte_level_bpe_its_word_start_space(data, tmp_path):
+    """Fine-tuning a RoBERTa base whose tokenizer was saved without add_prefix_space: training must see
+    the word pieces inference sees (`load_tokenizer`), and the saved checkpoint must say so."""
+    from transformers import AutoTokenizer
+
+    base = build_roberta(tmp_path / "base", data["bpe_sentences"][:300])
+    AutoTokenizer.from_pretrained(base, add_prefix_space=False).save_pretrained(base)
+    out = tmp_path / "trained"
+    invoke(finetune_main, ["--base", base, "--train_file", data["train"], "--valid_file", data["valid"],
+                           "--output_dir", out, "--epochs", 1, "--batch_size", 8, "--max_steps", 1])
+    saved = AutoTokenizer.from_pretrained(out)
+    enc = saved(["EU", "rejects", "German"], is_split_into_words=True)
+    pieces = saved.convert_ids_to_tokens(enc["input_ids"])
+    assert all(pieces[enc.word_ids().index(w)].startswith("\u0120") for w in range(3)), pieces

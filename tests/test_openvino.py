@@ -40,15 +40,15 @@ def rows(conll_sentences, default_model_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(default_model_dir))
-    return encode(tokenizer, [s.words for s in conll_sentences], 512)
+    return encode(tokenizer, [s.words for s in conll_sentences[:150]], 512)
 
 
 @pytest.fixture(scope="module")
 def eval_file(tmp_path_factory, conll):
-    """The first 120 sentences of CoNLL-2003 valid, as a CoNLL file."""
+    """The first 100 sentences of CoNLL-2003 valid, as a CoNLL file."""
     blocks = (conll / "valid.txt").read_text(encoding="utf-8").strip().split("\n\n")
-    path = tmp_path_factory.mktemp("ov_eval") / "valid120.txt"
-    path.write_text("\n\n".join(blocks[:121]) + "\n", encoding="utf-8")  # block 0 is -DOCSTART-
+    path = tmp_path_factory.mktemp("ov_eval") / "valid100.txt"
+    path.write_text("\n\n".join(blocks[:101]) + "\n", encoding="utf-8")  # block 0 is -DOCSTART-
     return path
 
 
@@ -92,7 +92,7 @@ def test_f32_equals_onnx_runtime(onnx_model, rows, spec, ort_reference):
         assert runner.precision == "f32"
     ids, logits = _run(runner, rows, spec.input_names)
     want_ids, want_logits = ort_reference
-    assert rows.num_words > 2000
+    assert rows.num_words > 1500
     assert np.array_equal(ids, want_ids)
     np.testing.assert_allclose(logits, want_logits, atol=2e-3)
 
@@ -104,15 +104,6 @@ def test_auto_precision_is_bf16_where_the_cpu_has_it(onnx_model, rows, spec, ort
     with runner:
         assert runner.precision == ("bf16" if capabilities.bf16 else "f32")
     assert np.mean(ids == ort_reference[0]) >= 0.99
-
-
-def test_ir_from_the_onnx_runs_the_same(onnx_model, rows, spec, ort_reference, tmp_path):
-    import openvino as ov
-
-    ov.save_model(ov.Core().read_model(str(onnx_model)), str(tmp_path / "model.xml"), compress_to_fp16=False)
-    ids, _ = _run(OpenVinoRunner.from_path(tmp_path / "model.xml", precision="f32", threads=THREADS),
-                  rows, spec.input_names)
-    assert np.array_equal(ids, ort_reference[0])
 
 
 # ---------------------------------------------------------------- capability gating
@@ -234,10 +225,11 @@ def test_nncf_int8_passes_the_gate_and_runs(onnx_model, eval_file, rows, spec, o
 
 
 def test_nncf_int8_over_the_allowed_drop_fails_and_writes_nothing(onnx_model, eval_file, tmp_path):
+    # a negative allowance asks INT8 to beat fp32 by 100 F1 points: the gate must fail, whatever the model
     out = tmp_path / "int8" / "model_int8.xml"
     result = CliRunner().invoke(quantize_main, ["--tool", "nncf", "--input", str(onnx_model), "--output", str(out),
-                                                "--calib_sentences", "8", "--eval_file", str(eval_file),
-                                                "--max_f1_drop", "-1"])
+                                                "--calib_sentences", "4", "--eval_file", str(eval_file),
+                                                "--max_f1_drop", "-100"])
     line = _one_error_line(result, out)
     assert "--max_f1_drop" in line
     assert list(out.parent.iterdir()) == []  # no IR, no staging folder left behind

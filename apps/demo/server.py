@@ -30,6 +30,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from common.errors import UserError, handle_errors
 from common.paths import DEFAULT_MODEL_DIR
 from common.quiet import quiet_transformers
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 from engine.backends import BACKENDS
 
 from ..predict import Predictor
@@ -110,9 +111,8 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-@click.command(name="demo", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model_dir", "--model-dir", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR,
-              show_default=True, help="Token-classification checkpoint folder.")
+@click.command(name="demo", context_settings=CONTEXT_SETTINGS)
+@model_dir_option(default=DEFAULT_MODEL_DIR, help="Token-classification checkpoint folder.")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="onnxrt", show_default=True)
 @click.option("--onnx", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="ONNX file (exported there first if missing) [default: <model_dir>/.onnx-cache/].")
