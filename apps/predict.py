@@ -17,6 +17,14 @@ Backends are runners opened by name (`engine.backends`): `onnxrt` (default) runs
 the checkpoint, made on first use into `<model_dir>/.onnx-cache/` (or `--onnx PATH`) and checked
 against PyTorch by `convert.export`; `torch` runs the checkpoint itself, to compare with;
 `openvino` runs the ONNX export on OpenVINO.
+
+Context: `--context sentence` (default) labels each text on its own; `--context document` (FLERT,
+as `bin_create.py --context document`) lets neighbouring texts lend each other context: the words
+of one document form one token sequence cut into windows of `--seq_len` tokens overlapping by
+`--window_overlap`, each word scored once where it has the most context. A document is: the
+consecutive lines up to a blank line (one text per line); each paragraph (`--paragraphs`: a
+paragraph is already one sequence); all TEXTS given as arguments. Each text keeps its own JSON line
+and offsets. A document longer than MAX_DOCUMENT_TEXTS texts is cut there, so output keeps streaming.
 """
 from __future__ import annotations
 
@@ -37,7 +45,7 @@ from common.paths import DEFAULT_MODEL_DIR
 from common.quiet import quiet_transformers
 from common.cli import CONTEXT_SETTINGS, model_dir_option
 from engine.backends import BACKENDS, check_runner, open_runner
-from engine.core import Engine
+from engine.core import CONTEXTS, Engine
 from preprocess.pipeline import load_tokenizer
 from preprocess.plan import BatchPolicy
 from preprocess.text import Span, read_texts, text_entities, word_spans
@@ -49,6 +57,10 @@ DEFAULT_SEQ_LEN = 512
 DEFAULT_BATCH = 8
 # Texts handled per round: output streams while a long stdin is still being read.
 TEXTS_PER_ROUND = 64
+# Document context: a document of more texts (lines) is cut into parts of this many texts.
+MAX_DOCUMENT_TEXTS = 1024
+# How texts form documents in document context: up to a blank text, one each, or all together.
+GROUPINGS = ("blank", "each", "all")
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,8 @@ class Predictor:
 
     def __init__(self, model_dir=DEFAULT_MODEL_DIR, *, backend: str = "onnxrt", onnx=None,
                  seq_len: int = DEFAULT_SEQ_LEN, batch_size: int = DEFAULT_BATCH, threads: Optional[int] = None,
-                 log: Callable[[str], None] = lambda msg: None):
+                 log: Callable[[str], None] = lambda msg: None, context: str = "sentence",
+                 window_overlap: Optional[int] = None):
         if backend not in BACKENDS:
             raise UserError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
         if batch_size < 1:
@@ -82,9 +95,11 @@ class Predictor:
         self.model_dir = Path(model_dir)
         self.backend = backend
         self.tokenizer = load_tokenizer(self.model_dir)
-        self.runner = open_runner(backend, self.model_dir, onnx=onnx, threads=threads, log=log)
-        self.engine = Engine(self.runner, tokenizer=self.tokenizer, input_names=self.spec.input_names,
-                             id2label=self.spec.id2label, policy=BatchPolicy(max_rows=batch_size), max_len=seq_len)
+        # the engine first: a bad --context / --window_overlap fails before a runner (an export) is made
+        self.engine = Engine(None, tokenizer=self.tokenizer, input_names=self.spec.input_names,
+                             id2label=self.spec.id2label, policy=BatchPolicy(max_rows=batch_size), max_len=seq_len,
+                             context=context, window_overlap=window_overlap)
+        self.runner = self.engine.runner = open_runner(backend, self.model_dir, onnx=onnx, threads=threads, log=log)
 
     # runner lifetime
     def activate(self) -> "Predictor":
@@ -106,34 +121,58 @@ class Predictor:
         self.close()
 
     # work
-    def label_words(self, texts: Sequence[str]) -> list[TextLabels]:
-        """Per text: its words' character spans, each word's label and that label's probability."""
+    def label_words(self, texts: Sequence[str], documents: Optional[Sequence[Sequence[int]]] = None) -> list[TextLabels]:
+        """Per text: its words' character spans, each word's label and that label's probability.
+        `documents` (lists of text indices) groups texts in document context; default each on its own."""
         if not self.runner.is_active:
             self.activate()
         words = [word_spans(self.tokenizer, text) for text in texts]
         worded = [i for i, spans in enumerate(words) if spans]  # blank texts have no words to label
         out = [TextLabels((), (), ()) for _ in texts]
         if worded:
-            labels = self.engine.label_with_probs([[texts[i][s:e] for s, e in words[i]] for i in worded])
+            groups = None
+            if documents is not None:
+                position = {text: n for n, text in enumerate(worded)}
+                groups = [[position[i] for i in doc if i in position] for doc in documents]
+            labels = self.engine.label_with_probs([[texts[i][s:e] for s, e in words[i]] for i in worded], groups)
             for i, tags, probs in zip(worded, labels.tags, labels.probs):
                 out[i] = TextLabels(tuple(words[i]), tuple(tags), tuple(probs))
         return out
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], documents: Optional[Sequence[Sequence[int]]] = None) -> list[Prediction]:
         """One `Prediction` per text, in order. Empty and blank texts have no entities."""
         return [Prediction(text, text_entities(text, w.spans, w.tags, w.probs))
-                for text, w in zip(texts, self.label_words(texts))]
+                for text, w in zip(texts, self.label_words(texts, documents))]
 
-    def predict_iter(self, texts: Iterable[str], per_round: int = TEXTS_PER_ROUND) -> Iterator[Prediction]:
-        """Like `predict`, over any iterable (a stream), a round of `per_round` texts at a time."""
+    def predict_iter(self, texts: Iterable[str], per_round: int = TEXTS_PER_ROUND,
+                     grouping: str = "blank") -> Iterator[Prediction]:
+        """Like `predict`, over any iterable (a stream), a round of about `per_round` texts at a time;
+        in document context a round ends only where a document does (`grouping`: see `split_documents`)."""
         batch: list[str] = []
-        for text in texts:
-            batch.append(text)
-            if len(batch) == per_round:
-                yield from self.predict(batch)
-                batch = []
+        documents: list[list[int]] = []
+        for document in split_documents(texts, grouping if self.engine.context == "document" else "each"):
+            documents.append(list(range(len(batch), len(batch) + len(document))))
+            batch.extend(document)
+            if len(batch) >= per_round:
+                yield from self.predict(batch, documents)
+                batch, documents = [], []
         if batch:
-            yield from self.predict(batch)
+            yield from self.predict(batch, documents)
+
+
+def split_documents(texts: Iterable[str], grouping: str) -> Iterator[list[str]]:
+    """Texts -> documents (lists of texts) as they stream: `blank`: up to and including a blank text;
+    `each`: one text each; `all`: all texts. A document is cut after MAX_DOCUMENT_TEXTS texts."""
+    if grouping not in GROUPINGS:
+        raise ValueError(f"grouping {grouping!r}: expected one of {', '.join(GROUPINGS)}")
+    current: list[str] = []
+    for text in texts:
+        current.append(text)
+        if grouping == "each" or (grouping == "blank" and not text.strip()) or len(current) >= MAX_DOCUMENT_TEXTS:
+            yield current
+            current = []
+    if current:
+        yield current
 
 
 # -- command line ----------------------------------------------------------------------------------------
@@ -214,8 +253,15 @@ def _decoded(texts: Iterable[str], name) -> Iterator[str]:
 @click.option("--batch_size", "--batch-size", "batch_size", type=click.IntRange(1), default=DEFAULT_BATCH,
               show_default=True, help="Rows (windows) per model call at most.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads [default: physical cores].")
+@click.option("--context", type=click.Choice(CONTEXTS), default="sentence", show_default=True,
+              help="sentence: each text on its own; document: the texts of a document form one sequence in "
+                   "overlapping --seq_len windows (a document: the lines up to a blank line; with --paragraphs "
+                   f"each paragraph; all TEXTS arguments together; cut after {MAX_DOCUMENT_TEXTS} texts).")
+@click.option("--window_overlap", "--window-overlap", "window_overlap", type=click.IntRange(0), default=None,
+              help="Tokens shared by neighbouring windows [default: half a window].")
 @handle_errors
-def main(texts, file_, paragraphs, model_dir, backend, onnx, fmt, html_out, seq_len, batch_size, threads):
+def main(texts, file_, paragraphs, model_dir, backend, onnx, fmt, html_out, seq_len, batch_size, threads, context,
+         window_overlap):
     """Find named entities in TEXTS (or --file, or stdin): one JSON line per text."""
     source = _open_texts(texts, file_, paragraphs)
     if html_out is not None:
@@ -223,9 +269,10 @@ def main(texts, file_, paragraphs, model_dir, backend, onnx, fmt, html_out, seq_
     quiet_transformers()
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     kept = []
+    grouping = "all" if texts else "each" if paragraphs else "blank"
     with Predictor(model_dir, backend=backend, onnx=onnx, seq_len=seq_len, batch_size=batch_size,
-                   threads=threads, log=log) as predictor:
-        for prediction in predictor.predict_iter(source):
+                   threads=threads, log=log, context=context, window_overlap=window_overlap) as predictor:
+        for prediction in predictor.predict_iter(source, grouping=grouping):
             if fmt == "json":
                 click.echo(json.dumps(prediction.to_dict(), ensure_ascii=False))
             else:

@@ -1,13 +1,17 @@
-"""Words -> word labels, seven ways, on the same sentences, in one process and one run.
+"""Words -> word labels, ten ways, on the same sentences, in one process and one run.
 
 python -m bench --model_dir DIR --input_file test.txt --json OUT.json --markdown OUT.md --plot OUT.png
                 [--sample 500] [--seed 0] [--work_dir D] [--reuse]
 
 What runs, in this order:
-1. the ONNX models the ORT paths need are built from the checkpoint with the project's own
-   steps (`convert.export` -> `convert.optimize` -> `convert.quantize` dynamic and static) into
-   `--work_dir` (`--reuse` keeps ones already there);
-2. this machine's fp32 MatMul peak on ONNX Runtime (`bench.peak`);
+1. the models the paths need are built from the checkpoint with the project's own steps into
+   `--work_dir` (`--reuse` keeps ones already there): `convert.export` -> `convert.optimize`; then the
+   plain and the fused fp32 graph are timed against each other and the faster is quantized by
+   `convert.quantize` dynamic and static (`--int8_source auto`; `plain` / `fused` fix it; the JSON's
+   `build.int8_source` says which and why); NNCF's INT8 IR of the plain export (`convert.quantize_nncf`,
+   calibrated like the static INT8, its F1 gate on `--eval_file`);
+2. this machine's MatMul peaks (`bench.peaks`): fp32, bf16 and int8, each the best over ONNX Runtime's
+   and OpenVINO's kernels, three shapes and every round (timed again in each round of step 3);
 3. every path, on a fixed-seed sample of `--sample` sentences of `--input_file`, timed from
    words to word labels (tokenising, batching, inference, decoding) after a warm-up, and its
    entity F1 (conlleval) on the whole file (`--f1_scope`; the pipeline path is scored on the
@@ -19,7 +23,15 @@ What runs, in this order:
 Paths: hf_pipeline (transformers pipeline, a sentence at a time), torch_batched (PyTorch fp32),
 ort_fixed512 (the old recipe: every sentence padded to 512, batches of 8 in file order, the plain
 export), ort_bucketed_fp32 (the plain export, rows sorted by length and batched with little
-padding), ort_fused_fp32 (the same on the fused graph), ort_int8_dynamic, ort_int8_static.
+padding), ort_fused_fp32 (the same on the fused graph), ort_int8_dynamic, ort_int8_static, ov_fp32 and
+ov_bf16 (the plain export on OpenVINO at f32 / bf16), ov_int8_nncf (NNCF's INT8 IR on OpenVINO). ov_bf16
+needs a CPU with native BF16, ov_int8_nncf one with VNNI / AMX int8 (`common.cpu`; `$NER_CPU_FLAGS`
+plays another CPU): elsewhere they are listed under `skipped` with the reason, not run.
+
+Validity: a path whose GFLOP/s exceed the measured peak of its precision means the peak was not a
+peak; the run is then marked invalid (`valid: false`, `invalid_reasons` in the JSON, a banner in the
+Markdown), its results are still written, and the command exits with code 3. Acceptance rows pass or
+fail without changing the exit code.
 
 Timing: each path is loaded, warmed up, timed once and scored in turn, and stays loaded; then
 `--repeats` - 1 more passes of every path run round-robin, with a re-timing of the MatMul peak's
@@ -37,7 +49,8 @@ imports (and of the paths loaded before it).
 FLOPs (`gflops`, `fp32_fraction_of_peak`): counted from the real word-piece count n of each model
 row (padding is not useful work): n x 2 x (4h^2 + 2hi) per layer (QKV, attention output, FFN)
 + 4 n^2 h per layer (QK^T and PV) + 2nh x labels (classifier); MiniLM-L6: 21.2 MFLOP per word piece.
-fp32_fraction_of_peak = GFLOP/s of the fastest fp32 path / the measured MatMul peak.
+fp32_fraction_of_peak = GFLOP/s of the fastest fp32 path / the measured fp32 MatMul peak; every run
+has its `fraction_of_peak` of the peak of its precision (`peak_precision`).
 """
 from __future__ import annotations
 
@@ -51,9 +64,12 @@ from common.atomic import write_json, write_text
 from common.errors import handle_errors
 from common.cli import CONTEXT_SETTINGS, model_dir_option
 
+from .models import INT8_SOURCES
 from .paths import DEFAULT_POLICY, PATHS
 from .report import markdown, plot
 from .run import DEFAULT_BUCKETS, run_benchmark
+
+INVALID_RUN_EXIT = 3  # measured, written, but a path beat its peak: not 1 (an error) nor 2 (a usage error)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -81,12 +97,16 @@ from .run import DEFAULT_BUCKETS, run_benchmark
 @click.option("--calib_file", type=click.Path(path_type=Path), default=None,
               help="Calibration sentences of the static INT8 model [default: CoNLL-2003 train.txt].")
 @click.option("--calib_sentences", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--eval_file", type=click.Path(path_type=Path), default=None,
+              help="Sentences of the NNCF INT8 build's F1 gate [default: CoNLL-2003 valid.txt].")
+@click.option("--int8_source", type=click.Choice(INT8_SOURCES), default="auto", show_default=True,
+              help="Graph the ORT INT8 paths quantize: auto times plain vs fused and takes the faster.")
 @click.option("--buckets", default=DEFAULT_BUCKETS, show_default=True, help="bin_create --buckets of the file flow.")
 @click.option("--no_batch_table", is_flag=True)
 @click.option("--no_file_flow", is_flag=True)
 @handle_errors
 def main(json_path, md_path, plot_path, paths, max_tokens, no_batch_table, no_file_flow, **kwargs):
-    """Benchmark words -> word labels: pipeline, PyTorch, and ONNX Runtime fp32 / fused / INT8."""
+    """Benchmark words -> word labels: pipeline, PyTorch, ONNX Runtime fp32 / fused / INT8, OpenVINO f32 / bf16 / INT8."""
     # transformers takes seconds to import: not at module level, so `--help` stays instant
     from transformers.utils import logging as hf_logging
 
@@ -107,3 +127,8 @@ def main(json_path, md_path, plot_path, paths, max_tokens, no_batch_table, no_fi
     if plot_path:
         plot(result, plot_path)
         click.echo(f"wrote {plot_path}")
+    if not result["valid"]:
+        click.echo(f"error: invalid run: {result['invalid_reasons'][0]}"
+                   + (f" (and {len(result['invalid_reasons']) - 1} more)" if len(result["invalid_reasons"]) > 1 else ""),
+                   err=True)
+        sys.exit(INVALID_RUN_EXIT)

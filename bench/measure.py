@@ -98,6 +98,7 @@ def start_path(ctx: Context, path: BenchPath, *, warmup: int, f1_scope: str) -> 
         "peak_rss_mb": memory.growth_mb,
         "process_peak_rss_mb": memory.peak_mb,
         "load_s": load_s,
+        **path.facts(),
     }
     ctx.log(f"[{path.name}] first pass {len(sample) / first:.1f} sentences/s, F1 {100 * record['f1']:.2f} on the "
             f"{scope}, peak RSS +{record['peak_rss_mb'] or 0:.0f} MB")

@@ -5,7 +5,8 @@ A path is built cheaply, `load()`ed (model, session: what its memory figure cove
 tokenising, batching, inference, decoding. `close()` drops what `load()` made.
 
 Every path but the transformers pipeline is the project's engine (`engine.Engine`) on a runner:
-PyTorch (`TorchRunner`) or ONNX Runtime (`OrtRunner`) on one of the graphs the convert steps make.
+PyTorch (`TorchRunner`), ONNX Runtime (`OrtRunner`) on one of the graphs the convert steps make, or
+OpenVINO (`OpenVinoRunner`) on the plain export (f32, bf16) or on NNCF's INT8 IR.
 """
 from __future__ import annotations
 
@@ -15,16 +16,23 @@ from typing import Optional, Sequence
 import numpy as np
 
 from common.checkpoint import check_checkpoint
+from common.cpu import CpuCapabilities
 from engine import Engine
 from runners.onnxrt import OrtRunner
+from runners.openvino import OpenVinoRunner
 from runners.torchrt import TorchRunner
 from preprocess.pipeline import load_tokenizer
 from preprocess.plan import BatchPolicy
 
 PATHS = ("hf_pipeline", "torch_batched", "ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32",
-         "ort_int8_dynamic", "ort_int8_static")
-FP32_PATHS = PATHS[:5]
-INT8_PATHS = PATHS[5:]
+         "ort_int8_dynamic", "ort_int8_static", "ov_fp32", "ov_bf16", "ov_int8_nncf")
+FP32_PATHS = ("hf_pipeline", "torch_batched", "ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32", "ov_fp32")
+BF16_PATHS = ("ov_bf16",)
+INT8_PATHS = ("ort_int8_dynamic", "ort_int8_static", "ov_int8_nncf")
+OPENVINO_PATHS = ("ov_fp32", "ov_bf16", "ov_int8_nncf")
+# the precision of a path's GEMMs: which MatMul peak its GFLOP/s are a share of
+PRECISION_OF_PATH = {**{p: "fp32" for p in FP32_PATHS}, **{p: "bf16" for p in BF16_PATHS},
+                     **{p: "int8" for p in INT8_PATHS}}
 OLD_RECIPE = BatchPolicy(max_rows=8, sort=False, pad_to=512)
 # Measured on the 2-core AMD EPYC (AVX-512) this was tuned on: a few hundred padded tokens per
 # batch keep the activations cache-resident; fp32 slows down past ~1000 tokens per batch.
@@ -45,16 +53,18 @@ class BenchPath:
     def close(self) -> None:
         pass
 
+    def facts(self) -> dict:
+        """Extra JSON facts of the loaded path (e.g. the precision OpenVINO compiled with)."""
+        return {}
+
     @property
     def model_mb(self) -> Optional[float]:
         if self.model_file is None:
             return None
         path = Path(self.model_file)
-        total = path.stat().st_size
-        data = path.parent / (path.name + ".data")
-        if data.is_file():
-            total += data.stat().st_size
-        return total / 2**20
+        # ONNX external data (model.onnx.data), OpenVINO IR weights (model.xml -> model.bin)
+        extras = [path.parent / (path.name + ".data"), path.with_suffix(".bin") if path.suffix == ".xml" else None]
+        return (path.stat().st_size + sum(p.stat().st_size for p in extras if p and p.is_file())) / 2**20
 
 
 def _weights_file(model_dir: Path) -> Optional[Path]:
@@ -168,6 +178,29 @@ class OrtPath(EnginePath):
 
     def make_runner(self):
         return OrtRunner.from_path(self.model_file, intra_op_threads=self.threads, io_binding=self.io_binding)
+
+
+class OpenVinoPath(EnginePath):
+    """A graph (the plain ONNX export, or an IR) on OpenVINO's CPU plugin at `precision` (f32 / bf16 / auto)."""
+
+    def __init__(self, name: str, model_file: Path, policy: BatchPolicy, tokenizer, spec, what: str, *,
+                 precision: str, threads: Optional[int] = None, capabilities: Optional[CpuCapabilities] = None):
+        super().__init__(name, policy, tokenizer, spec)
+        self.model_file, self.precision, self.threads = Path(model_file), precision, threads
+        self.capabilities = capabilities
+        self.description = f"{what}, {policy.describe()}"
+        self.compiled_precision: Optional[str] = None
+
+    def make_runner(self):
+        return OpenVinoRunner.from_path(self.model_file, precision=self.precision, threads=self.threads,
+                                        capabilities=self.capabilities)
+
+    def load(self) -> None:
+        super().load()
+        self.compiled_precision = self.runner.precision  # read back from the compiled model
+
+    def facts(self) -> dict:
+        return {"openvino_precision": self.compiled_precision}
 
 
 def agreement(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> float:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from common.errors import UserError
 
-from .paths import FP32_PATHS
+from .paths import BF16_PATHS, FP32_PATHS
 
 
 def markdown(result: dict) -> str:
@@ -16,6 +16,7 @@ def markdown(result: dict) -> str:
     lines = [
         "## Speed: words to word labels",
         "",
+        *_invalid_banner(result),
         f"{d['sample']} sentences of `{Path(d['input_file']).name}` (fixed seed {d['seed']}, "
         f"{d['sample_mean_word_pieces']:.1f} word pieces each on average, special tokens included), the same for every path; "
         f"{m['cores']} cores ({m['cpu']}), {m['intra_op_threads']} intra-op threads, one process. "
@@ -25,27 +26,33 @@ def markdown(result: dict) -> str:
         "Peak RSS MB: the path's own peak resident memory on top of the process before it (model, sessions, "
         "buffers; same process, see the JSON's `memory`).",
         "",
-        "| path | what | sentences/s | x fixed512 | x pipeline | GFLOP/s | entity F1 | labels = torch | model MB "
-        "| peak RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | what | sentences/s | x fixed512 | x pipeline | GFLOP/s | % of peak | entity F1 | labels = torch "
+        "| model MB | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["runs"]:
         sps = r["sentences_per_s"]
         f1 = f"{100 * r['f1']:.2f}" + (" *sample*" if r["f1_on"] == "sample" else "")
         cells = [r["name"], r["description"], f"{sps:.1f}", _ratio(sps, base_fixed, 1), _ratio(sps, base_pipe, 2),
-                 f"{r['gflops']:.1f}", f1, _pct(r.get("label_agreement_vs_torch")), _num(r["model_mb"], 1),
+                 f"{r['gflops']:.1f}", _share(r), f1, _pct(r.get("label_agreement_vs_torch")), _num(r["model_mb"], 1),
                  _num(r["peak_rss_mb"], 0)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"| {s['name']} | skipped: {s['reason']} | - | - | - | - | - | - | - | - | - |"
+              for s in result.get("skipped", [])]
     frac = result.get("fp32_fraction_of_peak")
     lines += [
         "",
-        f"fp32 MatMul peak on this machine (ONNX Runtime, measured by the benchmark): "
+        f"fp32 MatMul peak on this machine (measured by the benchmark): "
         f"**{m['matmul_peak_gflops']:.1f} GFLOP/s**; the fastest fp32 path ({result['best_fp32']}) reaches "
         f"**{100 * frac:.0f}%** of it" if frac is not None else "",
         f"(FLOPs from real word-piece counts: {result['flops_formula']}; "
         f"{result['model']['mflop_per_word_piece']:.1f} MFLOP per word piece).",
+        *_peak_lines(result),
         "",
     ]
+    source = result.get("build", {}).get("int8_source")
+    if source:
+        lines += [f"INT8 source graph: {source['graph']}: {source['why']}.", ""]
     if result.get("batch_table"):
         lines += ["| batch size | sentences/s |", "|---:|---:|"]
         lines += [f"| {row['batch_size']} | {row['sentences_per_s']:.1f} |" for row in result["batch_table"]]
@@ -60,7 +67,10 @@ def markdown(result: dict) -> str:
             f"bert_metric {st['bert_metric_s']:.1f} s; F1 {100 * flow['f1']:.2f} " + (
                 "(in-process F1 scored on the sample only: not compared)." if flow["f1_in_process"] is None else
                 f"({'same as' if flow['same_f1'] else 'DIFFERS from'} in-process {flow['in_process_path']} "
-                f"{100 * flow['f1_in_process']:.2f})."),
+                f"{100 * flow['f1_in_process']:.2f})") + (
+                "" if flow.get("speed_vs_in_process") is None else
+                f"; {flow['sentences_per_s']:.1f} sentences/s end to end, {flow['speed_vs_in_process']:.2f}x the "
+                f"in-process {flow['in_process_path']}."),
             "",
         ]
     if result.get("acceptance"):
@@ -71,6 +81,29 @@ def markdown(result: dict) -> str:
     if result.get("command"):
         lines += ["Made with:", "", "```bash", result["command"], "```", ""]
     return "\n".join(line for line in lines if line is not None)
+
+
+def _invalid_banner(result: dict) -> list[str]:
+    if result.get("valid", True):
+        return []
+    return ["**INVALID RUN: a path runs faster than the MatMul peak measured beside it, so the peak is not a "
+            "peak and no share of it means anything.**", "", *(f"- {reason}" for reason in result["invalid_reasons"]),
+            ""]
+
+
+def _peak_lines(result: dict) -> list[str]:
+    peaks = result.get("matmul_peaks") or {}
+    if not peaks:
+        return []
+    parts = [f"{precision} {p['gflops']:.1f} ({p['backend']}, {p['shape']})" for precision, p in peaks.items()]
+    rounds = max(p["rounds"] for p in peaks.values())
+    return [f"MatMul peaks, GFLOP/s, best of every kernel, shape and round ({rounds} round(s)): " + "; ".join(parts)
+            + ". \"% of peak\" is each path's GFLOP/s over the peak of its precision."]
+
+
+def _share(run: dict) -> str:
+    frac = run.get("fraction_of_peak")
+    return "-" if frac is None else f"{100 * frac:.0f}% {run['peak_precision']}"
 
 
 def _ratio(value, base, digits: int) -> str:
@@ -98,7 +131,7 @@ def plot(result: dict, path: Path) -> None:
     names = [r["name"] for r in runs]
     speeds = [r["sentences_per_s"] for r in runs]
     colors = ["#999999" if n in ("hf_pipeline", "torch_batched", "ort_fixed512") else
-              "#1f77b4" if n in FP32_PATHS else "#2ca02c" for n in names]
+              "#1f77b4" if n in FP32_PATHS else "#9467bd" if n in BF16_PATHS else "#2ca02c" for n in names]
     has_table = bool(result.get("batch_table"))
     fig, axes = plt.subplots(1, 2 if has_table else 1, figsize=(13 if has_table else 8, 4.8),
                              gridspec_kw={"width_ratios": [2, 1]} if has_table else None)

@@ -126,6 +126,7 @@ def plan_atc(*, model, batch_size: int, soc_version: str, seq_len: int | None = 
              op_select_implmode: str = "high_precision", optypelist_for_implmode: str = "Gelu",
              log: str = "error") -> AtcPlan:
     """The ATC argv for `model` with static (seq_len) or geared (buckets) sequence length."""
+    # onnx_io imports onnx (a second): deferred so that `bash convert_om.sh --help` answers at once
     from . import onnx_io
 
     model = Path(model)

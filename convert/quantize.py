@@ -35,39 +35,24 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import click
-import numpy as np
 
 from common.errors import UserError, ValidationError, handle_errors
 from common.paths import conll_dir
 from common.quiet import quiet_root_logging
 from runners.onnxrt import OrtRunner
-from common.metrics import f1_score
+from common.model_spec import ModelSpec
 from preprocess.conll import read_conll
-from preprocess.encode import Rows, encode, label_names, word_label_ids
-from preprocess.plan import BatchPolicy, batch_feed, plan
 
 from . import onnx_io
 from .check import checked_tokenizer_dir, compare, load_tokenizer, encode_inputs, graph_runner, one_row_feeds, real_sentences
-from .quantize_nncf import DEFAULT_MAX_F1_DROP, quantize_nncf, summary_lines
+from .accuracy import CHECK_POLICY, DEFAULT_MAX_F1_DROP, DEFAULT_SEED, F1Check, f1_check, gate, sample_sentences
+from .quantize_nncf import quantize_nncf, summary_lines
 
 MODES = ("dynamic", "static")
 ATTENTION_CHOICES = ("dynamic", "float")
 DEFAULT_CALIB_SENTENCES = 300
 DEFAULT_CHECK_SENTENCES = 200
 DEFAULT_MIN_AGREEMENT = 0.97
-DEFAULT_SEED = 0
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    file: str
-    sentences: int
-    f1_input: float
-    f1_output: float
-
-    @property
-    def delta_points(self) -> float:
-        return 100 * (self.f1_output - self.f1_input)
 
 
 @dataclass(frozen=True)
@@ -82,7 +67,7 @@ class QuantizeResult:
     size_output_mb: float
     agreement: float  # share of word labels equal to the input graph's, on real sentences
     agreement_words: int
-    accuracy: Optional[Accuracy]
+    accuracy: Optional[F1Check]
     seconds: float
 
 
@@ -121,16 +106,13 @@ def _labels_of(model, model_dir) -> tuple[dict[int, str], Optional[Path]]:
     return id2label, folder
 
 
+def _spec_for_check(model_dir, tok_dir, input_names, id2label) -> ModelSpec:
+    """The graph's inputs and labels as a ModelSpec, for the F1 gate (the graph, not a folder, is checked)."""
+    return ModelSpec(model_dir=Path(model_dir or tok_dir), input_names=tuple(input_names), id2label=dict(id2label),
+                     label2id={label: i for i, label in id2label.items()}, model_type="graph", max_positions=512)
+
+
 # ---------------------------------------------------------------- calibration
-
-def sample_sentences(path, count: int, seed: int = DEFAULT_SEED) -> list[list[str]]:
-    """`count` sentences of a CoNLL file, a fixed-seed sample (in file order)."""
-    sentences = read_conll(path)
-    if count >= len(sentences):
-        return [list(s.words) for s in sentences]
-    picks = np.sort(np.random.default_rng(seed).choice(len(sentences), size=count, replace=False))
-    return [list(sentences[i].words) for i in picks]
-
 
 class SentenceReader:
     """onnxruntime.quantization's CalibrationDataReader over real sentences, one unpadded sentence per call."""
@@ -156,7 +138,7 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
                   per_channel: bool = True, reduce_range: bool = False, attention: str = "dynamic",
                   keep_float: Sequence[str] = (), model_dir=None, eval_file=None,
                   check_sentences: int = DEFAULT_CHECK_SENTENCES, min_agreement: float = DEFAULT_MIN_AGREEMENT,
-                  seed: int = DEFAULT_SEED) -> QuantizeResult:
+                  max_f1_drop: float = DEFAULT_MAX_F1_DROP, seed: int = DEFAULT_SEED) -> QuantizeResult:
     """Quantize `input` to int8 (see the module docstring); check it; write `output` only if the check passes."""
     # onnx, onnxruntime and transformers take seconds to import: only the quantizing itself needs them
     import onnx
@@ -235,8 +217,12 @@ def quantize_onnx(*, input, output, mode: str = "dynamic", calib_file=None,
                                   f"{input.name} (--min_agreement {100 * min_agreement:.1f}%)")
         accuracy = None
         if eval_file is not None:
-            accuracy = compare_f1(staged, input, eval_file=eval_file, tokenizer=tokenizer, input_names=input_names,
-                                  id2label=id2label)
+            sentences = read_conll(eval_file)
+            spec = _spec_for_check(model_dir, tok_dir, input_names, id2label)
+            accuracy = f1_check(lambda: OrtRunner.from_path(staged, providers=["CPUExecutionProvider"]),
+                                lambda: OrtRunner.from_path(input, providers=["CPUExecutionProvider"]),
+                                sentences=sentences, source=str(eval_file), tokenizer=tokenizer, spec=spec)
+            gate(accuracy, max_f1_drop, output.name)
     return QuantizeResult(output=output, mode=mode, settings=settings, ops_before=before, ops_after=after,
                           kept_float=kept, size_input_mb=_size_mb(input), size_output_mb=_size_mb(output),
                           agreement=agreement, agreement_words=words, accuracy=accuracy,
@@ -251,21 +237,6 @@ def _size_mb(path: Path) -> float:
     return total / 2**20
 
 
-# big enough batches for a quick check; the labels do not depend on the batching
-CHECK_POLICY = BatchPolicy(max_rows=64, max_tokens=4096)
-
-
-def _predict_ids(path, rows: Rows, input_names, pad_id) -> np.ndarray:
-    """Label id of every word of `rows` with the graph at `path` (CPU), flat as `rows.word_slot` orders it."""
-    out = np.full(rows.num_words, -1, dtype=np.int64)
-    with OrtRunner.from_path(path, providers=["CPUExecutionProvider"]) as runner:
-        output = runner.get_output_metadata()[0].name
-        for batch in plan(rows, CHECK_POLICY):
-            logits = runner.infer(batch_feed(rows, batch, input_names, pad_id), check_inputs=False)[output]
-            out[batch.word_slot] = word_label_ids(logits, batch.word_row, batch.word_pos)
-    return out
-
-
 def label_agreement(candidate, reference, *, tokenizer, count: int = DEFAULT_CHECK_SENTENCES):
     """Share of word labels (argmax at each word's first sub-token) two graphs agree on, over real sentences.
 
@@ -276,16 +247,6 @@ def label_agreement(candidate, reference, *, tokenizer, count: int = DEFAULT_CHE
     result = compare(graph_runner(candidate), graph_runner(reference), inputs, atol=None,
                      what=f"{Path(candidate).name} vs {Path(reference).name}")
     return result.agreement, result.words
-
-
-def compare_f1(candidate, reference, *, eval_file, tokenizer, input_names, id2label) -> Accuracy:
-    sentences = read_conll(eval_file)
-    gold = [list(s.tags) for s in sentences]
-    rows = encode(tokenizer, [s.words for s in sentences], 512)
-    pad = tokenizer.pad_token_id or 0
-    scores = [f1_score(gold, label_names(_predict_ids(path, rows, input_names, pad), rows.offsets, id2label))
-              for path in (reference, candidate)]
-    return Accuracy(file=str(eval_file), sentences=len(sentences), f1_input=scores[0], f1_output=scores[1])
 
 
 # ---------------------------------------------------------------- command
@@ -322,8 +283,8 @@ def _default_eval_file() -> Optional[Path]:
               help="ort: onnxruntime.quantization, writes ONNX; nncf: NNCF post-training INT8 "
                    "(convert.quantize_nncf), writes an OpenVINO IR (.xml + .bin).")
 @click.option("--max_f1_drop", type=float, default=DEFAULT_MAX_F1_DROP, show_default=True,
-              help="--tool nncf: most entity F1 points the INT8 model may lose against fp32 on --eval_file; "
-                   "a bigger drop fails and writes nothing.")
+              help="Most entity F1 points the INT8 model may lose against its input on --eval_file (both "
+                   "tools); a bigger drop fails and writes nothing.")
 @handle_errors
 def main(keep_float, eval_file, no_eval, tool, max_f1_drop, **kwargs):
     """Quantize an ONNX token classifier to INT8 with onnxruntime.quantization (or NNCF) and check it."""
@@ -338,7 +299,8 @@ def main(keep_float, eval_file, no_eval, tool, max_f1_drop, **kwargs):
                                                                "model_dir", "seed")})
         click.echo("\n".join(summary_lines(result)))
         return
-    result = quantize_onnx(keep_float=[n for n in keep_float.split(",") if n], eval_file=eval_file, **kwargs)
+    result = quantize_onnx(keep_float=[n for n in keep_float.split(",") if n], eval_file=eval_file,
+                           max_f1_drop=max_f1_drop, **kwargs)
     for key, value in result.settings.items():
         click.echo(f"{key}: {value}")
     click.echo(f"kept float: {', '.join(result.kept_float) or 'nothing'} (+ embeddings, LayerNorm, Softmax, GELU)")
@@ -349,8 +311,8 @@ def main(keep_float, eval_file, no_eval, tool, max_f1_drop, **kwargs):
     click.echo(f"check vs input graph: {100 * result.agreement:.2f}% of {result.agreement_words} word labels agree")
     if result.accuracy:
         acc = result.accuracy
-        click.echo(f"entity F1 on {acc.file} ({acc.sentences} sentences): input {100 * acc.f1_input:.2f}, "
-                   f"int8 {100 * acc.f1_output:.2f} ({acc.delta_points:+.2f} points)")
+        click.echo(f"entity F1 on {acc.file} ({acc.sentences} sentences): input {100 * acc.f1_reference:.2f}, "
+                   f"int8 {100 * acc.f1_candidate:.2f} ({acc.delta_points:+.2f} points)")
     click.echo(f"wrote {result.output} ({result.seconds:.1f} s)")
 
 

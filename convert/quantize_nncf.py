@@ -22,41 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 
 from common.cpu import CpuCapabilities, detect, int8_note
 from common.errors import ToolMissingError, UserError, ValidationError
-from common.metrics import f1_score
-from common.model_spec import OUTPUT_NAME, read_model_spec
+from common.model_spec import read_model_spec
 from common.paths import DEFAULT_MODEL_DIR, conll_dir
 from preprocess.conll import read_conll
-from preprocess.encode import Rows, encode, label_names, word_label_ids
-from preprocess.plan import BatchPolicy, batch_feed, plan
 from runners.openvino import OpenVinoRunner, import_openvino, read_model
 
 from . import onnx_io
+from .accuracy import DEFAULT_MAX_F1_DROP, DEFAULT_SEED, F1Check, f1_check, gate, sample_sentences
 from .check import load_tokenizer, one_row_feeds, recorded_model_dir
 
 NNCF_REQUIREMENT = "nncf==3.4.0"
 DEFAULT_CALIB_SENTENCES = 300
-DEFAULT_MAX_F1_DROP = 0.3  # points of entity F1
-DEFAULT_SEED = 0
-# big enough batches for a quick check; the labels do not depend on the batching
-CHECK_POLICY = BatchPolicy(max_rows=64, max_tokens=4096)
-
-
-@dataclass(frozen=True)
-class F1Check:
-    file: str
-    sentences: int
-    f1_fp32: float
-    f1_int8: float
-    agreement: float  # share of word labels equal to f32's
-    words: int
-
-    @property
-    def drop_points(self) -> float:
-        return 100 * (self.f1_fp32 - self.f1_int8)
 
 
 @dataclass(frozen=True)
@@ -80,19 +59,6 @@ def import_nncf():
     return nncf
 
 
-def calibration_sentences(path, count: int, seed: int = DEFAULT_SEED) -> list[list[str]]:
-    """`count` sentences of a CoNLL file, a fixed-seed sample in file order (a missing or empty file is
-    `read_conll`'s one-line InputFileError).
-
-    The same sample as `convert.quantize.sample_sentences`, which this module cannot import: that
-    module's command imports this one for `--tool nncf`."""
-    sentences = read_conll(Path(path))
-    if count >= len(sentences):
-        return [list(s.words) for s in sentences]
-    picks = np.sort(np.random.default_rng(seed).choice(len(sentences), size=count, replace=False))
-    return [list(sentences[i].words) for i in picks]
-
-
 def _checkpoint_of(input: Path, model_dir) -> Path:
     """The checkpoint whose tokenizer and labels go with `input`: --model_dir, the one recorded at export, the default."""
     if model_dir is not None:
@@ -109,31 +75,6 @@ def _check_inputs(model, input: Path, input_names: Sequence[str]) -> None:
     for name, rank in got.items():
         if rank.is_static and rank.get_length() != 2:
             raise ValidationError(f"{input}: input {name!r} has rank {rank.get_length()}, not 2 (batch, sequence)")
-
-
-def predict_word_ids(runner, rows: Rows, input_names: Sequence[str], pad_id: int) -> np.ndarray:
-    """Label id of every word of `rows` with an active runner, flat as `rows.word_slot` orders it."""
-    ids = np.full(rows.num_words, -1, dtype=np.int64)
-    for batch in plan(rows, CHECK_POLICY):
-        logits = runner.infer(batch_feed(rows, batch, input_names, pad_id), check_inputs=False)[OUTPUT_NAME]
-        ids[batch.word_slot] = word_label_ids(logits, batch.word_row, batch.word_pos)
-    return ids
-
-
-def f1_check(int8_path, fp32_path, *, sentences, source: str, tokenizer, spec, precision: str = "auto",
-             threads: Optional[int] = None, capabilities: Optional[CpuCapabilities] = None) -> F1Check:
-    """Entity F1 of the INT8 IR and of the fp32 input (OpenVINO f32) on CoNLL `sentences` (read from
-    `source`), and the share of word labels they agree on."""
-    rows = encode(tokenizer, [s.words for s in sentences], spec.max_positions)
-    pad = tokenizer.pad_token_id or 0
-    predictions = []
-    for path, hint in ((fp32_path, "f32"), (int8_path, precision)):
-        with OpenVinoRunner.from_path(path, precision=hint, threads=threads, capabilities=capabilities) as runner:
-            predictions.append(predict_word_ids(runner, rows, spec.input_names, pad))
-    gold = [list(s.tags) for s in sentences]
-    f1_fp32, f1_int8 = (f1_score(gold, label_names(ids, rows.offsets, spec.id2label)) for ids in predictions)
-    return F1Check(file=source, sentences=len(sentences), f1_fp32=f1_fp32, f1_int8=f1_int8,
-                   agreement=float(np.mean(predictions[0] == predictions[1])), words=rows.num_words)
 
 
 def _size_mb(path: Path) -> float:
@@ -161,7 +102,7 @@ def quantize_nncf(*, input, output, calib_file=None, calib_sentences: int = DEFA
     ov = import_openvino()
     calib_path = Path(calib_file) if calib_file is not None else conll_dir() / "train.txt"
     eval_path = Path(eval_file) if eval_file is not None else conll_dir() / "valid.txt"
-    sentences = calibration_sentences(calib_path, calib_sentences, seed)
+    sentences = sample_sentences(calib_path, calib_sentences, seed)
     eval_sentences = read_conll(eval_path)  # read before the slow part: a bad file fails at once
     model = read_model(input)
     spec = read_model_spec(_checkpoint_of(input, model_dir))
@@ -178,12 +119,12 @@ def quantize_nncf(*, input, output, calib_file=None, calib_sentences: int = DEFA
     with onnx_io.staged_output(output) as staged:
         ov.save_model(quantized, str(staged))  # writes staged .xml and its .bin beside it
         del quantized
-        check = f1_check(staged, input, sentences=eval_sentences, source=str(eval_path), tokenizer=tokenizer, spec=spec, precision=precision,
-                         threads=threads, capabilities=capabilities)
-        if check.drop_points > max_f1_drop:
-            raise ValidationError(f"{output}: INT8 entity F1 {100 * check.f1_int8:.2f} is {check.drop_points:.2f} "
-                                  f"points below fp32's {100 * check.f1_fp32:.2f} on {eval_path} "
-                                  f"(--max_f1_drop {max_f1_drop:g}); nothing written")
+        check = f1_check(lambda: OpenVinoRunner.from_path(staged, precision=precision, threads=threads,
+                                                          capabilities=capabilities),
+                         lambda: OpenVinoRunner.from_path(input, precision="f32", threads=threads,
+                                                          capabilities=capabilities),
+                         sentences=eval_sentences, source=str(eval_path), tokenizer=tokenizer, spec=spec)
+        gate(check, max_f1_drop, str(output))
     return NncfResult(output=output, settings=settings, check=check, size_input_mb=_size_mb(input),
                       size_output_mb=_size_mb(output), notes=notes, seconds=time.perf_counter() - started)
 
@@ -195,5 +136,5 @@ def summary_lines(result: NncfResult) -> list[str]:
             f"size: {result.size_input_mb:.1f} MB -> {result.size_output_mb:.1f} MB",
             f"check vs fp32 (OpenVINO f32) on {check.file} ({check.sentences} sentences): "
             f"{100 * check.agreement:.2f}% of {check.words} word labels agree; entity F1 fp32 "
-            f"{100 * check.f1_fp32:.2f}, int8 {100 * check.f1_int8:.2f} ({-check.drop_points:+.2f} points)",
+            f"{100 * check.f1_reference:.2f}, int8 {100 * check.f1_candidate:.2f} ({check.delta_points:+.2f} points)",
             f"wrote {result.output} and {result.output.with_suffix('.bin').name} ({result.seconds:.1f} s)"]

@@ -12,6 +12,7 @@ import click
 from common.errors import UserError, handle_errors
 from common.cli import CONTEXT_SETTINGS
 
+from .ais_bench import is_om_model, run_ais_bench
 from .offline import OUTFMTS, check_model_path, run_offline, run_pure
 
 
@@ -46,8 +47,6 @@ def infer_command(ctx, model, input_, output, output_dirname, outfmt, batchsize,
     flags = dict(output=output, outfmt=outfmt.upper(), batchsize=batchsize, loop=loop,
                  warmup_count=warmup_count, device=device, output_dirname=output_dirname,
                  display_all_summary=display_all_summary)
-
-    from .ais_bench import is_om_model, run_ais_bench
 
     if is_om_model(model):
         sys.exit(run_ais_bench(model=model, input=input_, seq_len=seq_len, **flags))

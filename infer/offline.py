@@ -5,7 +5,9 @@ every file against the model (sizes, and token ids against the graph's embedding
 a matching folder to resume (locked while this run uses it) or create a new one, group samples
 by length, run batches (a short last batch is padded only for a graph that fixes the batch;
 padded rows are never written), write each sample's logits atomically and the summary beside
-the folder. The speed it prints, "inference: X samples/s", spans model load to last output
+the folder. Each input file is read once, straight into its batch's preallocated array, and checked
+there (the feeds are kept for the run while they fit in memory); the outputs are written by a writer
+thread (`infer.writer`) while the next batch runs. The speed it prints, "inference: X samples/s", spans model load to last output
 and counts only samples this run computed; outputs reused from an earlier run get no speed.
 `run_pure` is `python -m infer` without `--input`: `--loop` runs on zero inputs.
 
@@ -32,12 +34,14 @@ from common.atomic import remove_stale_temporaries
 from common.errors import InputFileError, UserError
 
 from . import outputs as out
-from .inputs import (check_folders_match_model, fixes_batch, model_batchsize, pair_samples, parse_input_arg,
-                     plan_batches, load_batch, sample_lengths, zero_feed)
-from runners.base import BaseRunner, TensorMeta
+from .inputs import (check_batch_token_ids, check_folders_match_model, fixes_batch, load_batch,
+                     load_checked_batches, model_batchsize, pair_samples, parse_input_arg, plan_batches,
+                     sample_lengths, zero_feed)
+from runners.base import BaseRunner
 from runners.onnxrt import OrtRunner
 from .summary import build_summary, summary_lines
-from .token_ids import check_token_ids, embedding_table_rows
+from .token_ids import embedding_table_rows
+from .writer import BackgroundWriter, InlineWriter, write_batch_outputs, written_dtype, written_shape
 
 DEFAULT_SEQ_LEN = 128
 OUTFMTS = ("NPY", "BIN")
@@ -110,10 +114,13 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
                 loop: int = 1, warmup_count: int = 1, device: int = 0, output_dirname: Optional[str] = None,
                 display_all_summary: bool = False, argv: Optional[Sequence[str]] = None,
                 runner_factory: Callable[[Path, int], BaseRunner] = _default_runner,
-                log: Callable[[str], None] = click.echo, progress: Optional[bool] = None) -> RunResult:
+                log: Callable[[str], None] = click.echo, progress: Optional[bool] = None,
+                background_writes: bool = True) -> RunResult:
     """Run every sample of the input folders through the model; see the module docstring.
 
     `progress`: True draws the bar on stderr, False never, None only on a terminal.
+    `background_writes`: outputs are written by a writer thread while the next batch runs (False: in line;
+    the files are the same byte for byte).
     """
     outfmt = _check_common(outfmt, loop, warmup_count, batchsize)
     model = check_model_path(model)
@@ -149,9 +156,12 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
                 return _all_reused(result, samples, folder, outfmt, len(out_metas), args, log)
 
         step = time.perf_counter()
-        check_token_ids(pending, metas, embedding_table_rows(model))
-        log(f"[INFO] checked the token ids of {len(pending)} samples in {time.perf_counter() - step:.1f} s")
         batches = plan_batches(pending, [lengths[s.index] for s in pending], rows, pad=fixes_batch(metas))
+        # every file read and checked once, before anything is created; the feeds are kept for the run
+        table_rows = embedding_table_rows(model)
+        feeds = load_checked_batches(batches, metas, table_rows)
+        log(f"[INFO] checked the token ids of {len(pending)} samples in {time.perf_counter() - step:.1f} s "
+            f"(inputs read once{'' if None not in feeds else '; too large to keep, read again while running'})")
         log(f"[INFO] {len(pending)} samples in {len(batches)} batch(es) of up to {rows} "
             f"(lengths {', '.join(str(n) for n in sorted({b.length for b in batches}))})")
 
@@ -167,25 +177,37 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
 
         step = time.perf_counter()
         first_of_shape = {}
-        for batch in batches:
-            first_of_shape.setdefault(batch.length, batch)
-        _warmup(runner, [load_batch(b, metas) for b in first_of_shape.values()], warmup_count)
+        for batch, feed in zip(batches, feeds):
+            first_of_shape.setdefault(batch.length, (batch, feed))
+        _warmup(runner, [feed if feed is not None else load_batch(batch, metas)
+                         for batch, feed in first_of_shape.values()], warmup_count)
         log(f"[INFO] warm up {warmup_count} done ({time.perf_counter() - step:.1f} s)")
+
+        def write(item) -> list:
+            return write_batch_outputs(folder, *item, out_metas, outfmt)
 
         compute_ms: list[float] = []
         rows_run: list[int] = []
+        # the writer is entered after the lock: on any error it stops (and is joined) before the lock goes
+        writer = held.enter_context(BackgroundWriter(write) if background_writes else InlineWriter(write))
         with tqdm(total=len(pending), unit="sample", desc="Inference", file=sys.stderr, mininterval=0.5,
                   disable=None if progress is None else not progress) as bar:
-            for batch in batches:
-                feed = load_batch(batch, metas)
-                for _ in range(loop):
-                    results = runner.infer(feed)
-                    compute_ms.append(runner.inference_time)
-                    rows_run.append(batch.rows)
-                if folder is not None:
-                    result.written += _write_outputs(folder, batch, results, out_metas, outfmt)
-                result.computed += len(batch.samples)
-                bar.update(len(batch.samples))
+            try:
+                for position, batch in enumerate(batches):
+                    feed = feeds[position] if feeds[position] is not None else _reload(batch, metas, table_rows)
+                    feeds[position] = None  # its memory goes back once the batch has run
+                    for _ in range(loop):
+                        results = runner.infer(feed)
+                        compute_ms.append(runner.inference_time)
+                        rows_run.append(batch.rows)
+                    if folder is not None:
+                        writer.put((batch, results))
+                    result.computed += len(batch.samples)
+                    bar.update(len(batch.samples))
+                result.written += writer.close()  # the last output is on disk (or the writer's error is raised)
+            except BaseException:
+                bar.leave = False  # on a terminal the bar is wiped: the error line stands alone
+                raise
         result.wall_s = time.perf_counter() - started
 
         summary = build_summary(filesinfo=_filesinfo(samples, folder, outfmt, len(out_metas)) if folder else {},
@@ -203,22 +225,11 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
     return result
 
 
-def _written_dtype(meta: TensorMeta) -> np.dtype:
-    # the contract is float32 logits, whatever float type the graph computes in
-    return np.dtype(np.float32) if np.dtype(meta.dtype) in (np.float16, np.float64) else np.dtype(meta.dtype)
-
-
-def _written_shape(meta: TensorMeta, length: int) -> list[Optional[int]]:
-    """The shape of one sample's output file: one row, the sample's length, the graph's other dims."""
-    shape = []
-    for axis, dim in enumerate(meta.shape):
-        if axis == 0:
-            shape.append(1)
-        elif TensorMeta.is_static(dim):
-            shape.append(dim)
-        else:
-            shape.append(length if axis == 1 else None)
-    return shape
+def _reload(batch, metas, table_rows: dict) -> dict:
+    """A batch whose feed was not kept (a data set too large for memory): read and checked again."""
+    feed = load_batch(batch, metas)
+    check_batch_token_ids(batch, feed, metas, table_rows)
+    return feed
 
 
 def _resume(folder: Path, samples, lengths: dict, out_metas, outfmt: str, log) -> list:
@@ -228,7 +239,7 @@ def _resume(folder: Path, samples, lengths: dict, out_metas, outfmt: str, log) -
     pending, damaged = [], 0
     for sample in samples:
         paths = [out.output_path(folder, sample.stem, i, outfmt) for i in range(len(out_metas))]
-        whole = [out.output_is_whole(path, outfmt, _written_shape(meta, lengths[sample.index]), _written_dtype(meta))
+        whole = [out.output_is_whole(path, outfmt, written_shape(meta, lengths[sample.index]), written_dtype(meta))
                  for path, meta in zip(paths, out_metas)]
         if not all(whole):
             pending.append(sample)
@@ -259,19 +270,6 @@ def _write_run_record(folder: Path, result: RunResult) -> None:
         "seconds": round(result.wall_s, 3) if result.computed else None,
         "samples_per_s": round(result.samples_per_s, 2) if result.computed else None,
         "measured": "python -m infer, model load to last output"})
-
-
-def _write_outputs(folder: Path, batch, results: dict, out_metas, outfmt: str) -> list[Path]:
-    """One file per real sample and model output, `<stem>_<output index>.<fmt>`, shape (1, L, labels)."""
-    written = []
-    for index, meta in enumerate(out_metas):
-        array = np.asarray(results[meta.name]).astype(_written_dtype(meta), copy=False)
-        # Rows past len(batch.samples) are padding: never written.
-        for row, sample in enumerate(batch.samples):
-            path = out.output_path(folder, sample.stem, index, outfmt)
-            out.write_array(path, array[row:row + 1], outfmt)
-            written.append(path)
-    return written
 
 
 def _filesinfo(samples, folder: Optional[Path], outfmt: str, n_outputs: int) -> dict:

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from common.errors import InputFileError, ValidationError
+from preprocess.encode import word_label_ids
 
 
 @dataclass(frozen=True)
@@ -160,4 +161,5 @@ def _argmax_at(array: np.ndarray, positions: np.ndarray, shape: tuple[int, int, 
         kind = "NaN" if np.isnan(values).any() else "infinite"
         raise InputFileError(name, f"{kind} logits at token {int(positions[row])}, the first sub-token of a "
                                    f"scored word (sample {rec.sample}): the model's outputs are not finite")
-    return picked.argmax(axis=-1)
+    # the one decoder (preprocess.encode): the argmax at the scored positions, here of one sample's row
+    return word_label_ids(picked[None], np.zeros(len(positions), dtype=np.int64), np.arange(len(positions)))

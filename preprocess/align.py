@@ -126,14 +126,3 @@ class Aligner:
             out.append(Sample(first, tuple(self.prefix + body + self.suffix), tuple((w, p) for _, w, p in scored),
                               owners if any(s != first for s in owners) else ()))
         return out
-
-
-def words_to_labels(samples, logits_by_sample, num_words_by_sentence, id2label):
-    """The inverse of Aligner.samples: per-token logits -> one label per word (pure).
-
-    `logits_by_sample[i]` is a (tokens, labels) array for samples[i]. Returns {sentence: [label,...]}."""
-    out = {s: [None] * n for s, n in num_words_by_sentence.items()}
-    for sample, logits in zip(samples, logits_by_sample):
-        for sentence, word, pos in sample.scored_words():
-            out[sentence][word] = id2label[int(logits[pos].argmax())]
-    return out

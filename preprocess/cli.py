@@ -35,7 +35,8 @@ def resolve_model_dir(value: str | None) -> Path:
 @click.option("--seq_len", default=512, show_default=True, help="Longest sample; longer sentences become windows.")
 @click.option("--buckets", default=None, help="Pad each sample to the smallest of these lengths, e.g. 32,64,128,256,512.")
 @click.option("--window_overlap", default=None, type=int,
-              help="Tokens shared by neighbouring windows (of a long sentence, or of a document) [default: half a window].")
+              help="Tokens shared by neighbouring windows (of a long sentence, or of a document) "
+                   "[default: half a window].")
 @click.option("--context", type=click.Choice(CONTEXTS), default="sentence", show_default=True,
               help="sentence: each sentence on its own; document: the sentences of each -DOCSTART- document "
                    "form one sequence, cut into overlapping windows (each word scored once, where it has "

@@ -5,6 +5,11 @@ word's first sub-token from `word_ids`. A sentence longer than the model's posit
 the tokenizer drops) goes through `preprocess.align.Aligner` instead, which windows it and scores
 every word once, exactly as `bin_create.py` does. The result is a frozen `Rows` record.
 
+Document context (FLERT, `bin_create.py --context document`): with `documents` (lists of sentence
+indices) the sentences of each document form one token sequence that `Aligner.document_samples`
+cuts into overlapping windows; a row may then score words of several sentences, each at its own
+slot `offsets[sentence] + word`, so the decoding below is the same in both contexts.
+
 The inverse is pure: `word_label_ids` (argmax) and `word_label_probs` (softmax) read a batch's
 logits at the scored positions only, `split_per_sentence` / `label_names` cut the flat per-word
 result back into sentences.
@@ -34,7 +39,7 @@ class Rows:
     word_pos: np.ndarray
     word_slot: np.ndarray
     offsets: np.ndarray  # (sentences + 1,) word offsets
-    windowed: int  # sentences that needed windows
+    windowed: int  # sentences (documents, in document context) that needed windows
 
     @property
     def num_rows(self) -> int:
@@ -49,33 +54,73 @@ class Rows:
         return len(self.offsets) - 1
 
 
-def encode(tokenizer, sentences: Sequence[Sequence[str]], max_len: int, aligner: Optional[Aligner] = None) -> Rows:
-    """Tokenise all sentences at once; see the module docstring."""
+def encode(tokenizer, sentences: Sequence[Sequence[str]], max_len: int, aligner: Optional[Aligner] = None, *,
+           documents: Optional[Sequence[Sequence[int]]] = None, overlap: Optional[int] = None) -> Rows:
+    """Tokenise all sentences at once; see the module docstring. `documents`: which sentences form a
+    document (every sentence index exactly once, in any grouping), for document context; None:
+    each sentence on its own. `overlap`: tokens shared by neighbouring windows [default: half]."""
     sentences = [list(words) for words in sentences]
+    if documents is not None:
+        return _encode_documents(aligner or Aligner(tokenizer, max_len, overlap), sentences, documents)
     enc = tokenizer(sentences, is_split_into_words=True, add_special_tokens=True)
     all_ids = enc["input_ids"]
-    offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(words) for words in sentences])
+    offsets = _word_offsets(sentences)
     pieces, lengths, w_row, w_pos, w_slot = [], [], [], [], []
     windowed = 0
     for s, words in enumerate(sentences):
         ids = all_ids[s]
         first = _first_positions(enc.word_ids(s), len(words)) if len(ids) <= max_len else None
         if first is None:  # too long, or a word without a token: the windowing aligner's way
-            aligner = aligner or Aligner(tokenizer, max_len)
+            aligner = aligner or Aligner(tokenizer, max_len, overlap)
             windowed += 1
-            for sample in aligner.samples(s, words):
-                w_row.extend([len(lengths)] * len(sample.scored))
-                w_pos.extend(p for _, p in sample.scored)
-                w_slot.extend(offsets[s] + w for w, _ in sample.scored)
-                pieces.append(sample.input_ids)
-                lengths.append(len(sample.input_ids))
+            _add_samples(aligner.samples(s, words), offsets, pieces, lengths, w_row, w_pos, w_slot)
             continue
         w_row.extend([len(lengths)] * len(words))
         w_pos.extend(first)
         w_slot.extend(range(offsets[s], offsets[s + 1]))
         pieces.append(ids)
         lengths.append(len(ids))
+    return _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed)
+
+
+def _encode_documents(aligner: Aligner, sentences: list[list[str]], documents) -> Rows:
+    """Document context: each document's sentences as one windowed sequence (`Aligner.document_samples`,
+    what `bin_create.py --context document` writes). Sentences without words add no tokens."""
+    documents = [list(document) for document in documents]
+    listed = sorted(s for document in documents for s in document)
+    if listed != list(range(len(sentences))):
+        raise ValueError(f"documents must list each of the {len(sentences)} sentence indices exactly once")
+    offsets = _word_offsets(sentences)
+    pieces, lengths, w_row, w_pos, w_slot = [], [], [], [], []
+    windowed = 0
+    for document in documents:
+        worded = [(s, sentences[s]) for s in document if sentences[s]]
+        if not worded:
+            continue
+        samples = aligner.document_samples(worded)
+        windowed += len(samples) > 1
+        _add_samples(samples, offsets, pieces, lengths, w_row, w_pos, w_slot)
+    return _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed)
+
+
+def _word_offsets(sentences: list[list[str]]) -> np.ndarray:
+    offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(words) for words in sentences])
+    return offsets
+
+
+def _add_samples(samples, offsets, pieces, lengths, w_row, w_pos, w_slot) -> None:
+    """Aligner samples as rows; a scored word lands at its own sentence's slot."""
+    for sample in samples:
+        for sentence, word, pos in sample.scored_words():
+            w_row.append(len(lengths))
+            w_pos.append(pos)
+            w_slot.append(offsets[sentence] + word)
+        pieces.append(sample.input_ids)
+        lengths.append(len(sample.input_ids))
+
+
+def _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed) -> Rows:
     lengths = np.asarray(lengths, dtype=np.int64)
     starts = np.zeros(len(lengths), dtype=np.int64)
     starts[1:] = np.cumsum(lengths)[:-1]

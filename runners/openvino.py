@@ -98,6 +98,10 @@ class CompiledModelFromPath:
         self.capabilities = capabilities
         self.config = dict(config or {})
         self.precision: Optional[str] = None  # what was compiled
+        # the model's own output names, read before compiling: the compiled ports may carry the merged
+        # names of fused tensors (e.g. {'logits', '/classifier/MatMul_output_0'}, NNCF's INT8 IR of a
+        # small model), and `get_any_name()` then returns any one of them
+        self.output_names: Optional[list[str]] = None
         self.note: Optional[str] = None  # one line when `auto` fell back to f32
 
     def __call__(self):
@@ -106,6 +110,7 @@ class CompiledModelFromPath:
         capabilities = self.capabilities or detect(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         self.precision, self.note = resolve_precision(self.requested_precision, capabilities)
         model = read_model(self.model_path)
+        self.output_names = [port.get_any_name() for port in model.outputs]
         properties = {
             "INFERENCE_PRECISION_HINT": self.precision,
             # one stream: every thread works on the one batch in flight (the engine is synchronous)
@@ -121,14 +126,14 @@ class CompiledModelFromPath:
             raise InputFileError(self.model_path, f"OpenVINO cannot compile it ({_first_reason(err)})") from None
 
 
-def _meta(port) -> TensorMeta:
+def _meta(port, name: Optional[str] = None) -> TensorMeta:
     try:
         dtype = np.dtype(port.get_element_type().to_dtype())
     except Exception:  # an element type numpy has no name for (e.g. bf16 model outputs)
         raise UserError(f"model tensor {port.get_any_name()!r} has type {port.get_element_type()}, "
                         "which this runner does not support") from None
     shape = tuple(dim.get_length() if dim.is_static else None for dim in port.get_partial_shape())
-    return TensorMeta(port.get_any_name(), dtype, shape)
+    return TensorMeta(name or port.get_any_name(), dtype, shape)
 
 
 class OpenVinoRunner(BaseRunner):
@@ -151,7 +156,10 @@ class OpenVinoRunner(BaseRunner):
     def activate_impl(self) -> None:
         self.compiled = self._compiled_arg() if callable(self._compiled_arg) else self._compiled_arg
         self.request = self.compiled.create_infer_request()
-        self._outputs = [(port.get_any_name(), port) for port in self.compiled.outputs]
+        ports = list(self.compiled.outputs)
+        declared = getattr(self._compiled_arg, "output_names", None)  # the loader's; a ready model has none
+        names = declared if declared and len(declared) == len(ports) else [port.get_any_name() for port in ports]
+        self._outputs = list(zip(names, ports))
 
     @property
     def precision(self) -> Optional[str]:
@@ -170,7 +178,7 @@ class OpenVinoRunner(BaseRunner):
         return [_meta(port) for port in self.compiled.inputs]
 
     def get_output_metadata_impl(self) -> list[TensorMeta]:
-        return [_meta(port) for port in self.compiled.outputs]
+        return [_meta(port, name) for name, port in self._outputs]
 
     def infer_impl(self, feed_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # share_inputs: OpenVINO reads the numpy buffers in place; outputs are copied (the request is reused)

@@ -5,19 +5,35 @@ Each speed figure has one meaning and says it:
   `.infer_run.json` it leaves in the result folder); samples/s when that run resumed and computed
   only some; none when every output was reused from an earlier run;
 - "model compute": ais_bench's throughput from the summary JSON, `session.run` time only;
+- "in process": with --model_file, --model_dir and --input_file, the same graph on the same backend (ONNX
+  Runtime) labelling the same sentences in one process (`engine.Engine`, batched as the benchmark does), model
+  loaded and warmed up before timing, tokenising to labels timed; beside it, the share of it that the
+  file flow's inference reaches, so the cost of going through files is in plain sight;
 - "whole flow": seconds of run_all.sh, every stage, reused ones included.
 """
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Optional
 
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.model_spec import read_model_spec  # noqa: E402
+from engine.core import Engine  # noqa: E402
 from infer.outputs import RUN_RECORD_NAME, read_run_record  # noqa: E402
+from preprocess.conll import read_conll  # noqa: E402
+from preprocess.plan import BatchPolicy  # noqa: E402
+from preprocess.tokenizer import load_tokenizer  # noqa: E402
+from runners.onnxrt import OrtRunner  # noqa: E402
+
+# the benchmark's in-process batching (bench.paths.DEFAULT_POLICY): sorted by length, <= 512 padded tokens
+IN_PROCESS_POLICY = BatchPolicy(max_rows=256, max_tokens=512)
+WARMUP_SENTENCES = 200
 
 
 def _mb(path: Path) -> str:
@@ -48,11 +64,39 @@ def speed_lines(record, summary: dict, total_seconds: float, sentences: int) -> 
     return [inference, compute, flow]
 
 
+def in_process_speed(model_file: Path, model_dir: Path, input_file: Path) -> tuple[float, int]:
+    """Sentences/s of the graph in `model_file` on ONNX Runtime, in process, on every sentence of `input_file`
+    (tokenising, batching, inference and decoding timed; the load and a warm-up are not)."""
+    sentences = [list(s.words) for s in read_conll(input_file)]
+    spec = read_model_spec(model_dir)
+    with OrtRunner.from_path(model_file) as runner:
+        engine = Engine(runner, tokenizer=load_tokenizer(model_dir), input_names=spec.input_names,
+                        id2label=spec.id2label, policy=IN_PROCESS_POLICY, max_len=spec.max_positions,
+                        output_name=runner.get_output_metadata()[0].name, check_inputs=False)
+        engine.label(sentences[:WARMUP_SENTENCES])
+        started = time.perf_counter()
+        engine.label(sentences)
+        seconds = time.perf_counter() - started
+    return len(sentences) / seconds, len(sentences)
+
+
+def in_process_line(speed: float, count: int, record: Optional[dict], sentences: int) -> str:
+    line = (f"in process: {speed:.1f} sentences/s (same graph on ONNX Runtime, engine.Engine on the same {count} "
+            f"sentences, {IN_PROCESS_POLICY.describe()}; tokenising to labels, load and warm-up untimed)")
+    if record and record.get("computed") and not record.get("reused") and count == sentences:
+        line += f"; python -m infer reaches {sentences / record['seconds'] / speed:.2f}x of it"
+    return line
+
+
 @click.command()
 @click.option("--result_dir", required=True, type=click.Path(path_type=Path, exists=True))
 @click.option("--work_dir", required=True, type=click.Path(path_type=Path, exists=True))
 @click.option("--total_seconds", required=True, type=float)
-def main(result_dir, work_dir, total_seconds):
+@click.option("--model_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="With --model_dir and --input_file: also measure this graph in process, for comparison.")
+@click.option("--model_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None)
+@click.option("--input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
+def main(result_dir, work_dir, total_seconds, model_file, model_dir, input_file):
     result = json.loads((result_dir / "result.json").read_text())
     summary = json.loads(Path(str(result_dir).rstrip("/") + "_summary.json").read_text())
     sentences = result["num_sentences"]
@@ -61,7 +105,11 @@ def main(result_dir, work_dir, total_seconds):
                f"word accuracy {result['accuracy']:.4f}")
     click.echo("per type F1: " + ", ".join(f"{t} {m['f1']:.4f}" for t, m in sorted(result["per_type"].items())))
     click.echo(f"{sentences} sentences, {result['num_words']} words scored, {len(result['missing']) if isinstance(result['missing'], list) else result['missing']} samples missing")
-    for line in speed_lines(read_run_record(result_dir), summary, total_seconds, sentences):
+    record = read_run_record(result_dir)
+    lines = speed_lines(record, summary, total_seconds, sentences)
+    if model_file and model_dir and input_file:  # beside the inference figure it is compared with
+        lines.insert(1, in_process_line(*in_process_speed(model_file, model_dir, input_file), record, sentences))
+    for line in lines:
         click.echo(line)
     for name in ("model.onnx", "model_fix.onnx", "bert_bin", "result", "predictions.txt"):
         path = work_dir / name

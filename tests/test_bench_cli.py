@@ -9,10 +9,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# the command's interface, unchanged by its move from infer/ to bench/
+# the command's interface, unchanged by its move from infer/ to bench/ (issue 12 added --eval_file, --int8_source)
 FLAGS = ["--model_dir", "--input_file", "--json", "--markdown", "--plot", "--sample", "--seed", "--paths",
          "--repeats", "--warmup", "--f1_scope", "--max_rows", "--max_tokens", "--io_binding", "--work_dir", "--reuse",
-         "--calib_file", "--calib_sentences", "--buckets", "--no_batch_table", "--no_file_flow"]
+         "--calib_file", "--calib_sentences", "--eval_file", "--int8_source", "--buckets", "--no_batch_table",
+         "--no_file_flow"]
 
 
 def _bench(*args, cwd=ROOT):
@@ -46,4 +47,4 @@ def test_unknown_path_is_one_error_line(tiny_model_dir, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         "error: unknown path 'nope'; paths are hf_pipeline, torch_batched, ort_fixed512, ort_bucketed_fp32, "
-        "ort_fused_fp32, ort_int8_dynamic, ort_int8_static"]
+        "ort_fused_fp32, ort_int8_dynamic, ort_int8_static, ov_fp32, ov_bf16, ov_int8_nncf"]

@@ -17,7 +17,8 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 from common.errors import InputFileError
 from convert.onnx_cache import ensure_onnx
 from postprocess.results import read_index
-from preprocess.align import Aligner, words_to_labels
+from preprocess.align import Aligner
+from reference_decode import words_to_labels
 from preprocess.conll import read_conll_file
 from train.finetune import TrainConfig, finetune
 
@@ -156,7 +157,8 @@ def test_bin_create_document_context_through_infer_and_bert_metric_gives_the_pyt
     assert index.header.per_word_sentence
     assert any(len({s for s, _, _ in rec.scored()}) > 1 for rec in index.samples)
     # the .anno stays one line per sentence
-    assert len(anno.read_text().splitlines()) == index.header.num_sentences == len(read_conll_file(three_docs).sentences)
+    num_sentences = len(read_conll_file(three_docs).sentences)
+    assert len(anno.read_text().splitlines()) == index.header.num_sentences == num_sentences
 
     expected = torch_f1(default_model_dir, three_docs, 64, 16)
     assert flow_f1(three_docs, default_model_dir, tmp_path, 64, 16) == pytest.approx(expected, abs=1e-12)

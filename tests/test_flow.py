@@ -85,9 +85,18 @@ def test_run_all_labels_each_speed_and_reports_none_for_reused_outputs(tmp_path,
                      r"as 12 samples in [\d.]+ s\)$", summary, re.M), summary
     assert re.search(r"^model compute: [\d.]+ samples/s \(ais_bench throughput, session.run only\)$", summary, re.M)
     assert re.search(r"^whole flow: \d+ s \(scripts/run_all.sh, all 6 stages", summary, re.M)
-    assert len(re.findall(r"\d \w+/s", summary)) == 2  # one figure per meaning
+    # the same graph and backend in process on the same sentences, beside the file flow's figure
+    lines = summary.strip().splitlines()
+    in_process = re.compile(r"^in process: [\d.]+ sentences/s \(same graph on ONNX Runtime, engine.Engine on the "
+                            r"same 12 sentences, .*\); python -m infer reaches [\d.]+x of it$")
+    assert any(in_process.match(line) for line in lines), summary
+    assert [i for i, line in enumerate(lines) if line.startswith("in process: ")] == \
+        [1 + next(i for i, line in enumerate(lines) if line.startswith("inference: "))]
+    assert len(re.findall(r"\d \w+/s", summary)) == 3  # one figure per meaning
 
     summary = run(*argv).split("== summary ==")[1]  # every stage reused
     assert "inference: not run; all 12 outputs reused from an earlier run (no speed measured)" in summary
     assert not re.search(r"\d \w+/s \(python -m infer", summary)
     assert "measured by the earlier run that computed the outputs" in summary
+    assert re.search(r"^in process: [\d.]+ sentences/s \(same graph", summary, re.M)
+    assert "python -m infer reaches" not in summary  # nothing of this run to compare

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from postprocess import metrics
+from common import metrics
+from common import tags as tag_schemes
 from common.metrics import accuracy_score, classification_report, count_entities, f1_score
 from preprocess.conll import read_conll
 
@@ -66,6 +67,8 @@ def assert_matches_conlleval(y_true, y_pred):
 
 def test_doctests():
     assert doctest.testmod(metrics).failed == 0
+    assert doctest.testmod(tag_schemes).failed == 0
+    assert doctest.testmod(tag_schemes).attempted > 0
 
 
 @pytest.mark.parametrize("seed", range(8))

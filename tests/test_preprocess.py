@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from preprocess.align import Aligner, words_to_labels
+from preprocess.align import Aligner
+from reference_decode import words_to_labels
 from preprocess.cli import main as bin_create
 from preprocess.conll import read_conll
 from preprocess.pipeline import create_bins, load_tokenizer

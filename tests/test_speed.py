@@ -20,6 +20,7 @@ from bench.flops import EncoderShape
 from bench.paths import OLD_RECIPE, OrtPath, PipelinePath, TorchPath, agreement
 from bench.peak import matmul_peak
 from bench.run import run_benchmark
+from common.cpu import detect
 from common.errors import UserError, ValidationError
 from common.model_spec import read_model_spec
 from convert import onnx_io
@@ -28,7 +29,9 @@ from convert.optimize import main as optimize_main, model_dims, optimize_onnx
 from convert.quantize import classifier_nodes, quantize_onnx
 from engine import Engine
 from runners.onnxrt import OrtRunner
-from preprocess.align import Aligner, words_to_labels
+from runners.openvino import OpenVinoRunner
+from preprocess.align import Aligner
+from reference_decode import words_to_labels
 from preprocess.encode import encode
 from preprocess.plan import BatchPolicy, batch_feed, plan
 
@@ -275,43 +278,81 @@ def test_quantized_models_are_smaller_and_agree(real_models):
 # ---------------------------------------------------------------- the benchmark command
 
 def test_benchmark_end_to_end_tiny(tiny_model_dir, conll_sentences, tmp_path, monkeypatch):
-    """The whole benchmark on the tiny model and 24 sentences: JSON keys, Markdown, plot, file flow."""
+    """The whole benchmark on the tiny model and 24 sentences: every path (OpenVINO's too), the JSON's keys
+    old and new, Markdown, plot, file flow, the INT8 source chosen by measurement, the per-precision peaks."""
     data = tmp_path / "mini.txt"
     data.write_text("-DOCSTART- -X- -X- O\n\n" + "\n\n".join(
         "\n".join(f"{w} {t}" for w, t in zip(s.words, s.tags)) for s in conll_sentences[:24]) + "\n", encoding="utf-8")
     out = tmp_path / "b"
-    args = ["--model_dir", str(tiny_model_dir), "--input_file", str(data), "--sample", "12", "--repeats", "1",
+    args = ["--model_dir", str(tiny_model_dir), "--input_file", str(data), "--sample", "12", "--repeats", "2",
             "--warmup", "4", "--work_dir", str(tmp_path / "work"), "--calib_sentences", "10",
-            "--json", str(out / "b.json"), "--markdown", str(out / "b.md")]
+            "--eval_file", str(data), "--json", str(out / "b.json"), "--markdown", str(out / "b.md")]
     try:
         import matplotlib  # noqa: F401
 
         args += ["--plot", str(out / "b.png")]
     except ImportError:
         pass
-    monkeypatch.setattr(peak_mod, "DEFAULT_SHAPES", ((128, 64, 64),))
+    monkeypatch.setattr(peak_mod, "DEFAULT_SHAPES", ((128, 64, 64), (64, 128, 64)))
+    monkeypatch.setattr(peak_mod, "MIN_SECONDS", 0.05)
     result = CliRunner().invoke(bench_main, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "b.json").read_text())
-    assert {"machine", "runs", "fp32_fraction_of_peak", "batch_table", "file_flow", "acceptance"} <= set(report)
-    assert {"cores", "matmul_peak_gflops"} <= set(report["machine"])
+    assert {"machine", "runs", "fp32_fraction_of_peak", "batch_table", "file_flow", "acceptance", "best_fp32",
+            "build", "data", "model", "batching", "flops_formula", "memory", "seconds", "command"} <= set(report)
+    assert {"valid", "invalid_reasons", "skipped", "cpu_capabilities", "matmul_peaks"} <= set(report)
+    assert {"cores", "matmul_peak_gflops", "matmul_peak_samples", "matmul_shapes"} <= set(report["machine"])
+    # what this CPU lacks is skipped with its reason; everything else ran, in the benchmark's order
+    caps = detect()
+    lacking = {"ov_bf16"} if not caps.bf16 else set()
+    lacking |= {"ov_int8_nncf"} if not caps.vnni_int8 else set()
+    assert {s["name"] for s in report["skipped"]} == lacking and all(s["reason"] for s in report["skipped"])
     names = [r["name"] for r in report["runs"]]
-    assert names == ["hf_pipeline", "torch_batched", "ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32",
-                     "ort_int8_dynamic", "ort_int8_static"]
+    assert names == [n for n in ("hf_pipeline", "torch_batched", "ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32",
+                                 "ort_int8_dynamic", "ort_int8_static", "ov_fp32", "ov_bf16", "ov_int8_nncf")
+                     if n not in lacking]
     for run in report["runs"]:
-        assert {"name", "sentences_per_s", "f1", "model_mb", "peak_rss_mb"} <= set(run)
-        assert run["sentences_per_s"] > 0
+        assert {"name", "sentences_per_s", "f1", "model_mb", "peak_rss_mb", "label_agreement_vs_torch",
+                "peak_precision", "fraction_of_peak"} <= set(run)
+        assert run["sentences_per_s"] > 0 and len(run["passes"]) == 2 and run["f1_on"] in ("file", "sample")
+        assert 0 < run["fraction_of_peak"] <= 1 and run["model_mb"] > 0
     by = {r["name"]: r for r in report["runs"]}
-    for name in ("ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32"):
+    for name in ("ort_fixed512", "ort_bucketed_fp32", "ort_fused_fp32", "ov_fp32"):
         assert by[name]["f1"] == by["torch_batched"]["f1"], name
         assert by[name]["label_agreement_vs_torch"] == 1.0, name
+    assert by["ov_fp32"]["openvino_precision"] == "f32" and by["ov_fp32"]["peak_precision"] == "fp32"
+    if "ov_int8_nncf" in by:  # the IR: .xml + .bin, a quarter of the float weights and some
+        assert by["ov_int8_nncf"]["model_mb"] < 0.6 * by["ov_fp32"]["model_mb"]
+        assert by["ov_int8_nncf"]["peak_precision"] == "int8" and report["build"]["nncf"]["source"] == "plain"
+        assert by["ov_int8_nncf"]["label_agreement_vs_torch"] > 0.9
+    # the peaks: fp32 from both runtimes, every shape, both rounds (the first, and one in the timed rounds)
+    peaks = report["matmul_peaks"]
+    assert set(peaks) == {"fp32", "int8"} | ({"bf16"} if "ov_bf16" in by else set())
+    assert set(peaks["fp32"]["best_by_backend"]) == {"onnxruntime", "openvino"} and peaks["fp32"]["rounds"] == 2
+    fp32_timings = [t for t in report["machine"]["matmul_shapes"] if t["precision"] == "fp32"]
+    assert len(fp32_timings) == 2 * 2 * 2  # backends x shapes x rounds
+    assert report["machine"]["matmul_peak_gflops"] == peaks["fp32"]["gflops"] == max(t["gflops"] for t in fp32_timings)
+    # the ORT INT8 graphs were quantized from the fp32 graph that ran faster in this run
+    source = report["build"]["int8_source"]
+    speeds = source["sentences_per_s"]
+    assert source["graph"] == max(speeds, key=speeds.get) and len(source["passes_s"]["plain"]) >= 3
+    assert report["build"]["quantize_dynamic"]["source"] == report["build"]["quantize_static"]["source"] == source["graph"]
+    assert report["valid"] is True and report["invalid_reasons"] == []
     assert [r["batch_size"] for r in report["batch_table"]] == [1, 4, 8, 16, 32, 64]
     flow = report["file_flow"]
     assert set(flow["stages"]) == {"bin_create_s", "infer_s", "bert_metric_s"}
     assert flow["same_f1"] is True and flow["sentences"] == 24
+    assert flow["speed_vs_in_process"] == pytest.approx(flow["sentences_per_s"] / by["ort_fused_fp32"]["sentences_per_s"])
     md = (out / "b.md").read_text()
-    assert "| ort_fused_fp32 |" in md and "python -m bench" in md
-    assert Counter(c["id"] for c in report["acceptance"])["2"] == 1
+    assert "| ort_fused_fp32 |" in md and "| ov_fp32 |" in md and "python -m bench" in md
+    assert "INVALID" not in md and f"INT8 source graph: {source['graph']}" in md
+    ids = Counter(c["id"] for c in report["acceptance"])
+    assert all(ids[key] == 1 for key in ("2", "5a", "5b", "5c", "6", "7")), ids
+    assert all(c["pass"] in (True, False) for c in report["acceptance"] if c["id"] in ("5a", "5b", "5c", "6", "7"))
+    # the OpenVINO runner names NNCF's output `logits` (its compiled port also carries the fused MatMul's name)
+    if "ov_int8_nncf" in by:
+        with OpenVinoRunner.from_path(by["ov_int8_nncf"]["model_file"], precision="f32") as runner:
+            assert [m.name for m in runner.get_output_metadata()] == ["logits"]
 
 
 def test_benchmark_rejects_unknown_path(tiny_model_dir, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import random
 import shlex
 import sys
@@ -20,9 +19,11 @@ import torch
 from tqdm import tqdm
 
 from common.errors import UserError, handle_errors
+from common.metrics import classification_report
 from preprocess.align import Aligner
 from preprocess.conll import read_conll_file
 from preprocess.pipeline import CONTEXTS, stderr_note
+from preprocess.tokenizer import load_tokenizer
 
 from . import checkpoint
 from .data import IGNORE_INDEX, bucketed_batches, collate, encode, encode_documents, filter_types, label_list
@@ -70,10 +71,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate(model, examples, id2label, batch_size=64, input_names=("input_ids", "attention_mask")):
-    """seqeval precision/recall/F1 (default, conlleval-compatible mode) at first sub-tokens."""
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-
+def evaluate(model, examples, id2label, batch_size=64, input_names=("input_ids", "attention_mask"), pad_id=0):
+    """Entity precision/recall/F1 as conlleval counts them (`common.metrics`), at first sub-tokens."""
     model.eval()
     # (gold, predicted) per word, gathered per sentence: a document window scores several
     # sentences, and a long sentence may span windows; seqeval must see one sequence per sentence
@@ -82,7 +81,7 @@ def evaluate(model, examples, id2label, batch_size=64, input_names=("input_ids",
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            inputs, labels = collate(examples, idx, 0, input_names)
+            inputs, labels = collate(examples, idx, pad_id, input_names)
             logits = model(**inputs).logits
             best = logits.argmax(-1)
             for row, i in enumerate(idx):
@@ -92,13 +91,10 @@ def evaluate(model, examples, id2label, batch_size=64, input_names=("input_ids",
                     by_sentence.setdefault(sentence, {})[word] = (id2label[g], id2label[p])
     gold = [[by_sentence[s][w][0] for w in sorted(by_sentence[s])] for s in sorted(by_sentence)]
     pred = [[by_sentence[s][w][1] for w in sorted(by_sentence[s])] for s in sorted(by_sentence)]
-    report = classification_report(gold, pred, output_dict=True, zero_division=0)
-    per_type = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
-                    "support": int(v["support"])}
-                for k, v in report.items() if not k.endswith("avg")}
-    return {"precision": precision_score(gold, pred, zero_division=0),
-            "recall": recall_score(gold, pred, zero_division=0),
-            "f1": f1_score(gold, pred, zero_division=0), "per_type": per_type}
+    report = classification_report(gold, pred)
+    per_type = {etype: {key: scores[key] for key in ("precision", "recall", "f1", "support")}
+                for etype, scores in report["per_type"].items()}
+    return {"precision": report["precision"], "recall": report["recall"], "f1": report["f1"], "per_type": per_type}
 
 
 def average_states(states: list[dict]) -> dict:
@@ -110,7 +106,8 @@ def average_states(states: list[dict]) -> dict:
 
 
 def finetune(cfg: TrainConfig) -> TrainResult:
-    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, \
+    # transformers takes seconds to import: deferred so that `--help` answers at once
+    from transformers import AutoConfig, AutoModelForTokenClassification, \
         get_linear_schedule_with_warmup
 
     base_dir = checkpoint.resolve_base(cfg.base)
@@ -138,12 +135,9 @@ def finetune(cfg: TrainConfig) -> TrainResult:
             raise UserError(f"{path}: tags {sorted(unknown)} do not occur in the train file")
 
     _seed_everything(cfg.seed)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    except Exception as err:  # noqa: BLE001 - any load failure means "not a usable checkpoint"
-        raise UserError(f"{base_dir}: cannot load its tokenizer ({type(err).__name__})") from None
-    if not tokenizer.is_fast:
-        raise UserError(f"{base_dir}: needs a fast tokenizer (tokenizer.json) for word alignment")
+    # the one tokenizer loader: training sees the word pieces inference will see (byte-level BPEs included)
+    tokenizer = load_tokenizer(base_dir)
+    pad_id = tokenizer.pad_token_id or 0
     config = AutoConfig.from_pretrained(base_dir)
     config.id2label, config.label2id = id2label, label2id
     # a base that is already a token classifier with another label set gets a fresh head
@@ -211,7 +205,7 @@ def finetune(cfg: TrainConfig) -> TrainResult:
             if step >= total_steps:
                 break
         bar.close()
-        metrics = evaluate(model, valid_ex, id2label, input_names=input_names)
+        metrics = evaluate(model, valid_ex, id2label, input_names=input_names, pad_id=pad_id)
         metrics.update(epoch=epoch, minutes=round((time.time() - started) / 60, 2),
                        train_loss=float(np.mean(result.losses[-steps_per_epoch:])))
         result.epochs.append(metrics)
@@ -231,7 +225,7 @@ def finetune(cfg: TrainConfig) -> TrainResult:
         # weight averaging of the last epochs (a flatter optimum); kept only if valid says it is better
         trained_state = copy.deepcopy(model.state_dict())
         model.load_state_dict(average_states(recent_states))
-        metrics = evaluate(model, valid_ex, id2label, input_names=input_names)
+        metrics = evaluate(model, valid_ex, id2label, input_names=input_names, pad_id=pad_id)
         first = result.epochs[-1]["epoch"] - len(recent_states) + 1
         metrics.update(epoch=f"avg {first}-{result.epochs[-1]['epoch']}", minutes=0.0, train_loss=float("nan"))
         result.epochs.append(metrics)
@@ -243,7 +237,7 @@ def finetune(cfg: TrainConfig) -> TrainResult:
 
     model.load_state_dict(best_state)
     if test_ex:
-        result.test = evaluate(model, test_ex, id2label, input_names=input_names)
+        result.test = evaluate(model, test_ex, id2label, input_names=input_names, pad_id=pad_id)
         click.echo(f"test (best epoch {result.best_epoch}): F1 {result.test['f1']:.4f}", err=True)
 
     result.finished = True
@@ -287,17 +281,17 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
               f"epochs {cfg.epochs}, lr {cfg.lr}, batch {cfg.batch_size}, max_seq_len {cfg.max_seq_len}, "
               f"warm-up {cfg.warmup_ratio}, weight decay {cfg.weight_decay}, seed {cfg.seed}, "
               f"weights saved as {'float16' if cfg.save_fp16 else 'float32'}", "",
-              "## Validation per epoch (seqeval, entity-level micro)", "",
+              "## Validation per epoch (conlleval counts, entity-level micro)", "",
               "| epoch | train loss | precision | recall | F1 | minutes |", "|---|---|---|---|---|---|"]
     for m in result.epochs:
         lines.append(f"| {m['epoch']} | {m['train_loss']:.4f} | {_fmt(m['precision'])} | {_fmt(m['recall'])} "
                      f"| {_fmt(m['f1'])} | {m['minutes']} |")
     minutes = sum(m["minutes"] for m in result.epochs)
-    lines += ["", f"Best on valid: {result.best_epoch} (kept). Training time: {minutes:.1f} minutes"
-                  f"{'' if result.finished else f' (still running: {len(result.epochs)} of {cfg.epochs} epochs done)'}.", ""]
+    running = "" if result.finished else f" (still running: {len(result.epochs)} of {cfg.epochs} epochs done)"
+    lines += ["", f"Best on valid: {result.best_epoch} (kept). Training time: {minutes:.1f} minutes{running}.", ""]
     if result.test:
         t = result.test
-        lines += ["## Test (PyTorch, seqeval)", "",
+        lines += [f"## Test (PyTorch, conlleval counts, {cfg.context} context)", "",
                   f"precision {_fmt(t['precision'])}, recall {_fmt(t['recall'])}, F1 {_fmt(t['f1'])}", "",
                   "| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         for etype, m in sorted(t["per_type"].items()):
@@ -325,7 +319,8 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
 @click.option("--average_last", default=0, show_default=True,
               help="Also try the weight average of the last N epochs; kept if its valid F1 is best.")
 @click.option("--save_each_epoch", is_flag=True,
-              help="Write the model after every epoch that improves valid F1 (a long run stopped early keeps its best).")
+              help="Write the model after every epoch that improves valid F1 "
+                   "(a long run stopped early keeps its best).")
 @click.option("--save_fp16", is_flag=True, help="Store the weights as float16 (half the size).")
 @click.option("--overwrite", is_flag=True, help="Replace a model already in --output_dir.")
 @click.option("--threads", default=None, type=int, help="torch intra-op threads (default: torch's choice).")
