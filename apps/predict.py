@@ -121,7 +121,8 @@ class Predictor:
         self.close()
 
     # work
-    def label_words(self, texts: Sequence[str], documents: Optional[Sequence[Sequence[int]]] = None) -> list[TextLabels]:
+    def label_words(self, texts: Sequence[str],
+                    documents: Optional[Sequence[Sequence[int]]] = None) -> list[TextLabels]:
         """Per text: its words' character spans, each word's label and that label's probability.
         `documents` (lists of text indices) groups texts in document context; default each on its own."""
         if not self.runner.is_active:

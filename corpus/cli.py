@@ -3,6 +3,10 @@
     python -m corpus --input data/*.conll --model_dir models/minilm-l6-conll03 --output runs/c1
     python -m corpus --input texts/ --format text --output runs/t1 --engine ray --ray_address auto
 
+With `--context document` the sentences of a document (a CoNLL -DOCSTART- document, the text lines
+up to a blank line, JSONL records with one "doc" value) are labelled as one windowed sequence and
+shards end at document ends (`corpus.documents`).
+
 Writes `<output>/shards/shard-NNNNN.parquet` (+ `.counts.json`), `<output>/result.json` and
 `<output>/manifest.json`; a rerun into the same folder computes only the shards that are missing.
 """
@@ -19,6 +23,7 @@ from tqdm import tqdm
 from common.errors import handle_errors
 from common.paths import DEFAULT_MODEL_DIR
 from engine.backends import BACKENDS
+from engine.core import CONTEXTS
 
 from .inputs import FORMATS
 from .job import RESULT, finish, prepare
@@ -45,9 +50,16 @@ from .ray_engine import check_address, run_ray
 @click.option("--predictions", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write `word gold pred` lines (what conlleval reads).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Local: CPU threads [default: physical cores].")
+@click.option("--context", type=click.Choice(CONTEXTS), default="sentence", show_default=True,
+              help="sentence: each sentence on its own; document: the sentences of a document (CoNLL: -DOCSTART-; "
+                   "text: lines up to a blank line; JSONL: consecutive records with one \"doc\" value) form one "
+                   "sequence in overlapping windows of the model's length (at most 512), each word scored once; "
+                   "a shard ends at a document end (a document longer than --shard_sentences is cut).")
+@click.option("--window_overlap", "--window-overlap", "window_overlap", type=click.IntRange(0), default=None,
+              help="Tokens shared by neighbouring windows [default: half a window].")
 @handle_errors
 def main(inputs, more_inputs, model_dir, output, fmt, engine, ray_address, workers, backend, shard_sentences,
-         predictions, threads):
+         predictions, threads, context, window_overlap):
     """Label a whole corpus (CoNLL, text or JSONL) in shards; score it when it has gold tags."""
     if ray_address is not None and engine != "ray":
         raise click.UsageError("--ray_address needs --engine ray")
@@ -56,7 +68,7 @@ def main(inputs, more_inputs, model_dir, output, fmt, engine, ray_address, worke
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     log = lambda msg: click.echo(msg, err=True)  # noqa: E731
     job = prepare(list(inputs) + list(more_inputs), model_dir, output, fmt=fmt, backend=backend,
-                  shard_sentences=shard_sentences)
+                  shard_sentences=shard_sentences, context=context, window_overlap=window_overlap, note=log)
     done = sum(s.count for s in job.shards) - sum(s.count for s in job.pending())
     log(f"{job.total_sentences} sentences in {len(job.shards)} shards from {len(job.files)} file(s); "
         f"{len(job.shards) - len(job.pending())} shards already done")

@@ -5,19 +5,24 @@ A shard is `shard_sentences` consecutive sentences of ONE file, found by a fast 
 engine cuts the corpus the same way and a shard is read without reading what precedes it. Reading
 yields `Item`s: words (CoNLL, JSONL "words") or a text (text lines, JSONL "text") that the encode
 step splits into words with the tokenizer (`preprocess.text.word_spans`). Nothing here holds more than
-one shard in memory.
+one shard in memory. Document context: shards end at document ends (`corpus.documents`), and
+`Item.doc` numbers the documents of text and JSONL inputs too.
 """
 from __future__ import annotations
 
 import glob
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
 from common.errors import InputFileError, UserError
 from common.tags import TagError, split_tag, to_iob2
+from preprocess.conll import ConllFile
 from preprocess.conll_stream import Position, iter_conll, sentence_starts
+
+from .documents import (DocumentState, conll_documents, document_shards, has_docstart, line_documents,
+                        record_doc_key)
 
 FORMATS = ("conll", "text", "jsonl")
 _EXTENSIONS = {".conll": "conll", ".conllu": "conll", ".iob": "conll", ".bio": "conll",
@@ -41,7 +46,9 @@ class Item:
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """Sentences `first .. first + count - 1` of `path`, starting at `start`."""
+    """Sentences `first .. first + count - 1` of `path`, starting at `start`. `grouped`: document
+    context, the sentences of one document (equal consecutive `Item.doc`) form one sequence;
+    `doc_key`: JSONL, the "doc" of the record before the shard (`corpus.documents.DocumentState`)."""
 
     shard: int
     path: str
@@ -49,6 +56,8 @@ class ShardSpec:
     start: tuple  # a preprocess.conll_stream.Position as a plain tuple (picklable, JSON-able)
     first: int
     count: int
+    grouped: bool = False
+    doc_key: Optional[str] = None
 
 
 def _readable(path: Path) -> Path:
@@ -125,12 +134,17 @@ def file_fingerprint(path: Path) -> dict:
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def plan_shards(files, fmt: Optional[str], shard_sentences: int) -> tuple[list[ShardSpec], int]:
-    """Every file's shards, numbered in order, and the corpus's sentence count (one fast pass each)."""
+def plan_shards(files, fmt: Optional[str], shard_sentences: int, context: str = "sentence",
+                note=lambda text: None) -> tuple[list[ShardSpec], int]:
+    """Every file's shards, numbered in order, and the corpus's sentence count (one fast pass each).
+    In document context a shard ends at a document end (`corpus.documents.document_shards`)."""
     shards: list[ShardSpec] = []
     total = 0
     for path in files:
         kind = fmt or detect_format(path)
+        if context == "document":
+            total += _plan_documents(shards, path, kind, shard_sentences, note)
+            continue
         starts = list(sentence_starts(path, shard_sentences) if kind == "conll"
                       else _line_starts(path, shard_sentences))
         (_, count) = starts[-1]
@@ -142,6 +156,20 @@ def plan_shards(files, fmt: Optional[str], shard_sentences: int) -> tuple[list[S
         raise InputFileError(files[0] if len(files) == 1 else ", ".join(map(str, files)),
                              "holds no sentences: nothing to process")
     return shards, total
+
+
+def _plan_documents(shards: list[ShardSpec], path: Path, kind: str, shard_sentences: int, note) -> int:
+    """Appends the file's document-keeping shards; returns its sentence count."""
+    grouped = kind != "conll" or has_docstart(path)
+    if not grouped:  # as bin_create.py --context document: each sentence its own document
+        note(ConllFile(path, [], False).no_docstart_note())
+    starts = conll_documents(path, grouped) if kind == "conll" else line_documents(path, kind)
+    count = 0
+    for start, size in document_shards(starts, shard_sentences):
+        shards.append(ShardSpec(len(shards), str(path), kind, tuple(start.position), start.index, size,
+                                grouped, start.doc_key))
+        count += size
+    return count
 
 
 def _line_starts(path: Path, every: int):
@@ -165,6 +193,7 @@ def read_shard(spec: ShardSpec) -> Iterator[Item]:
                        None, sentence.tags or None)
         return
     path = Path(spec.path)
+    documents = DocumentState(spec.fmt, position.doc_id, position.started, spec.doc_key) if spec.grouped else None
     with open(path, "rb") as handle:
         handle.seek(position.offset)
         for i in range(spec.count):
@@ -177,12 +206,15 @@ def read_shard(spec: ShardSpec) -> Iterator[Item]:
             if number == 1:
                 line = line.lstrip("\ufeff")
             if spec.fmt == "text":
-                yield Item(spec.path, 0, spec.first + i, number, None, None, line, None)
+                doc = documents.advance(line) if documents else 0
+                yield Item(spec.path, doc, spec.first + i, number, None, None, line, None)
             elif line.strip():
-                yield _json_item(path, number, spec.first + i, line)
+                item, key = _json_item(path, number, spec.first + i, line)
+                yield replace(item, doc=documents.advance(line, key)) if documents else item
 
 
-def _json_item(path: Path, number: int, sentence: int, line: str) -> Item:
+def _json_item(path: Path, number: int, sentence: int, line: str) -> tuple[Item, Optional[str]]:
+    """The record's Item and its "doc" key (`corpus.documents.record_doc_key`)."""
     def bad(problem):
         return InputFileError(path, problem, line=number)
 
@@ -199,7 +231,7 @@ def _json_item(path: Path, number: int, sentence: int, line: str) -> Item:
     if "text" in record:
         if not isinstance(record["text"], str):
             raise bad('"text" is not a string')
-        return Item(str(path), 0, sentence, number, ident, None, record["text"], None)
+        return Item(str(path), 0, sentence, number, ident, None, record["text"], None), record_doc_key(record)
     words = record["words"]
     if not isinstance(words, list) or not all(isinstance(w, str) and w and not w.isspace() for w in words):
         raise bad('"words" is not a list of non-blank strings')
@@ -211,7 +243,7 @@ def _json_item(path: Path, number: int, sentence: int, line: str) -> Item:
             tags = tuple(to_iob2(tags))
         except TagError as err:
             raise bad(f"word {err.index + 1}: {err}") from None
-    return Item(str(path), 0, sentence, number, ident, tuple(words), None, tags)
+    return Item(str(path), 0, sentence, number, ident, tuple(words), None, tags), record_doc_key(record)
 
 
 def check_format(fmt: Optional[str]) -> Optional[str]:

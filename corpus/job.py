@@ -20,12 +20,15 @@ from common.errors import InputFileError, UserError
 from common.model_spec import read_model_spec
 from convert.onnx_cache import CACHE_DIR, cached_onnx_path, checkpoint_fingerprint
 from engine.backends import BACKENDS
+from engine.core import CONTEXTS
 from postprocess.from_counts import add_counts, result_from_counts
 
 from .inputs import ShardSpec, check_format, expand_inputs, file_fingerprint, plan_shards
-from .shard import POLICY, counts_per_type, is_done, read_counts, shard_paths
+from .shard import POLICY, counts_per_type, is_done, read_counts, shard_paths, window_length
 
 MANIFEST = "manifest.json"
+# what a manifest written before a key existed meant by it
+MANIFEST_DEFAULTS = {"context": "sentence", "window_overlap": None}
 RESULT = "result.json"
 SHARDS = "shards"
 
@@ -40,6 +43,8 @@ class Job:
     output: Path
     backend: str
     onnx: Optional[Path]  # where the ONNX export lives (onnxrt); None for other backends
+    context: str = "sentence"
+    window_overlap: Optional[int] = None
 
     @property
     def shards_dir(self) -> Path:
@@ -49,16 +54,21 @@ class Job:
         return [s for s in self.shards if not is_done(self.shards_dir, s.shard)]
 
 
-def prepare(inputs, model_dir, output, *, fmt: Optional[str], backend: str, shard_sentences: int) -> Job:
+def prepare(inputs, model_dir, output, *, fmt: Optional[str], backend: str, shard_sentences: int,
+            context: str = "sentence", window_overlap: Optional[int] = None,
+            note: Callable[[str], None] = lambda m: None) -> Job:
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend}: choose from {', '.join(sorted(BACKENDS))}")
     if shard_sentences < 1:
         raise UserError(f"--shard_sentences {shard_sentences}: must be at least 1")
+    if context not in CONTEXTS:
+        raise UserError(f"--context {context!r}: expected one of {', '.join(CONTEXTS)}")
     fmt = check_format(fmt)
     model_dir = Path(model_dir)
     spec = read_model_spec(model_dir)  # a folder that is not a checkpoint fails here, in one line
+    check_window_overlap(window_overlap, window_length(spec))
     files = expand_inputs(inputs)
-    shards, total = plan_shards(files, fmt, shard_sentences)
+    shards, total = plan_shards(files, fmt, shard_sentences, context, note)
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise InputFileError(output, "--output is a file, not a folder")
@@ -70,6 +80,8 @@ def prepare(inputs, model_dir, output, *, fmt: Optional[str], backend: str, shar
         "shard_sentences": shard_sentences,
         "batch_policy": POLICY.describe(),
         "inputs": [file_fingerprint(p) for p in files],
+        "context": context,
+        "window_overlap": window_overlap,
     }
     _bind(output, manifest)
     remove_stale_temporaries(output / SHARDS)
@@ -78,7 +90,14 @@ def prepare(inputs, model_dir, output, *, fmt: Optional[str], backend: str, shar
         onnx = cached_onnx_path(model_dir)
         if not os.access(model_dir, os.W_OK) and not onnx.is_file():  # read-only checkpoint: cache beside the output
             onnx = output / CACHE_DIR / onnx.name
-    return Job(files, shards, total, model_dir, spec, output, backend, onnx)
+    return Job(files, shards, total, model_dir, spec, output, backend, onnx, context, window_overlap)
+
+
+def check_window_overlap(window_overlap: Optional[int], window: int) -> None:
+    """Before anything is read: the overlap must leave each window room to move on."""
+    if window_overlap is not None and not 0 <= window_overlap < window - 2:
+        raise UserError(f"--window_overlap {window_overlap}: must be at least 0 and below the window's "
+                        f"{window - 2} word-piece tokens")
 
 
 def _bind(output: Path, manifest: dict) -> None:
@@ -92,8 +111,9 @@ def _bind(output: Path, manifest: dict) -> None:
         for key, what in (("model_fingerprint", "another model"), ("model_dir", "another model folder"),
                           ("inputs", "other inputs (names, sizes or times changed)"),
                           ("shard_sentences", "another --shard_sentences"), ("format", "another --format"),
-                          ("backend", "another --backend"), ("batch_policy", "another batch policy")):
-            if theirs.get(key) != manifest[key]:
+                          ("backend", "another --backend"), ("batch_policy", "another batch policy"),
+                          ("context", "another --context"), ("window_overlap", "another --window_overlap")):
+            if theirs.get(key, MANIFEST_DEFAULTS.get(key)) != manifest[key]:
                 raise InputFileError(path, f"this folder holds a run with {what}; use another --output "
                                            "or remove the folder")
         return
@@ -122,7 +142,7 @@ def finish(job: Job, predictions: Optional[Path] = None,
         "output_format": ["parquet"],
         "source": [str(p) for p in job.files] if len(job.files) > 1 else str(job.files[0]),
         "model_dir": str(job.model_dir),
-        "seq_len": min(job.spec.max_positions, 512),
+        "seq_len": window_length(job.spec),
         "id2label": {str(k): v for k, v in job.spec.id2label.items()},
         "result_dir": str(job.output),
     }

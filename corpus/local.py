@@ -14,13 +14,14 @@ from .job import Job
 from .shard import encode_shard, label_shard, make_engine, write_shard
 
 
-def build_engine(job_model_dir, spec, backend: str, onnx, threads: Optional[int], log: Callable[[str], None]):
+def build_engine(job_model_dir, spec, backend: str, onnx, threads: Optional[int], log: Callable[[str], None],
+                 context: str = "sentence", window_overlap: Optional[int] = None):
     """Tokenizer + activated runner + Engine (the caller deactivates `engine.runner`)."""
     if backend == "onnxrt":
         onnx = ensure_onnx(job_model_dir, onnx, log)
     runner = open_runner(backend, job_model_dir, onnx=onnx, threads=threads, log=log)
     runner.activate()
-    return make_engine(runner, spec, load_tokenizer(job_model_dir))
+    return make_engine(runner, spec, load_tokenizer(job_model_dir), context, window_overlap)
 
 
 def run_local(job: Job, progress, threads: Optional[int] = None, log: Callable[[str], None] = lambda m: None) -> int:
@@ -28,7 +29,8 @@ def run_local(job: Job, progress, threads: Optional[int] = None, log: Callable[[
     pending = job.pending()
     if not pending:
         return 0
-    engine = build_engine(job.model_dir, job.spec, job.backend, job.onnx, threads, log)
+    engine = build_engine(job.model_dir, job.spec, job.backend, job.onnx, threads, log, job.context,
+                          job.window_overlap)
     try:
         for spec in pending:
             parquet, counts = label_shard(engine, encode_shard(engine, spec))

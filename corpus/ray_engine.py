@@ -39,16 +39,16 @@ ENCODE_CPUS = 0.25
 
 
 @lru_cache(maxsize=2)
-def _encoder(model_dir: str):
+def _encoder(model_dir: str, context: str, window_overlap: Optional[int]):
     """An Engine without a runner: the encode stage needs only its tokenizer (cached per worker)."""
-    return make_engine(None, read_model_spec(model_dir), load_tokenizer(Path(model_dir)))
+    return make_engine(None, read_model_spec(model_dir), load_tokenizer(Path(model_dir)), context, window_overlap)
 
 
-def encode_batch(batch: dict, model_dir: str) -> dict:
+def encode_batch(batch: dict, model_dir: str, context: str = "sentence", window_overlap: Optional[int] = None) -> dict:
     payloads, errors = [], []
     for spec_json in batch["spec"]:
         try:
-            shard = encode_shard(_encoder(model_dir), ShardSpec(**json.loads(spec_json)))
+            shard = encode_shard(_encoder(model_dir, context, window_overlap), ShardSpec(**json.loads(spec_json)))
             payloads.append(pickle.dumps(shard, protocol=pickle.HIGHEST_PROTOCOL))
             errors.append("")
         except UserError as err:
@@ -128,7 +128,9 @@ def run_ray(job: Job, progress, *, address: Optional[str], workers: int,
         specs = [json.dumps(asdict(spec)) for spec in pending]
         by_id = {spec.shard: spec for spec in pending}
         dataset = (ray.data.from_items([{"spec": s} for s in specs], override_num_blocks=len(specs))
-                   .map_batches(encode_batch, batch_size=1, fn_kwargs={"model_dir": str(job.model_dir)},
+                   .map_batches(encode_batch, batch_size=1,
+                                fn_kwargs={"model_dir": str(job.model_dir), "context": job.context,
+                                           "window_overlap": job.window_overlap},
                                 num_cpus=ENCODE_CPUS, batch_format="numpy")
                    .map_batches(ShardLabeller, batch_size=1, batch_format="numpy", num_cpus=ACTOR_CPUS,
                                 compute=ray.data.ActorPoolStrategy(size=workers),

@@ -41,9 +41,14 @@ SCHEMA = pa.schema([("source", pa.string()), ("doc", pa.int64()), ("sentence", p
                     ("entities", pa.list_(_ENTITY))])
 
 
-def make_engine(runner, spec, tokenizer) -> Engine:
+def make_engine(runner, spec, tokenizer, context: str = "sentence", window_overlap: Optional[int] = None) -> Engine:
     return Engine(runner, tokenizer=tokenizer, input_names=spec.input_names, id2label=spec.id2label,
-                  policy=POLICY, max_len=min(spec.max_positions, 512))
+                  policy=POLICY, max_len=window_length(spec), context=context, window_overlap=window_overlap)
+
+
+def window_length(spec) -> int:
+    """Tokens per row (and per document window): the model's positions, at most 512."""
+    return min(spec.max_positions, 512)
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,19 @@ def encode_shard(engine: Engine, spec: ShardSpec) -> EncodedShard:
             found = word_spans(engine.tokenizer, item.text)
             words.append(tuple(item.text[s:e] for s, e in found))
             char_spans.append(found)
-    rows = engine.encode(words) if items else None
+    rows = engine.encode(words, shard_documents(items) if spec.grouped else None) if items else None
     return EncodedShard(spec, items, words, char_spans, rows)
+
+
+def shard_documents(items: list[Item]) -> list[list[int]]:
+    """Item indices grouped into documents: runs of equal `Item.doc`."""
+    documents: list[list[int]] = []
+    for index, item in enumerate(items):
+        if documents and items[documents[-1][0]].doc == item.doc:
+            documents[-1].append(index)
+        else:
+            documents.append([index])
+    return documents
 
 
 def label_shard(engine: Engine, shard: EncodedShard) -> tuple[bytes, dict]:

@@ -13,11 +13,12 @@ from common.errors import UserError, handle_errors
 from common.cli import CONTEXT_SETTINGS
 
 from .ais_bench import is_om_model, run_ais_bench
-from .offline import OUTFMTS, check_model_path, run_offline, run_pure
+from .offline import BACKENDS, OUTFMTS, PRECISIONS, check_model_path, run_offline, run_pure, runner_factory_for
 
 
 @click.command(name="infer", context_settings=CONTEXT_SETTINGS)
-@click.option("--model", "-m", required=True, help="ONNX model (.onnx: ONNX Runtime) or Ascend model (.om: ais_bench).")
+@click.option("--model", "-m", required=True,
+              help="ONNX model (.onnx: ONNX Runtime or OpenVINO), OpenVINO IR (.xml) or Ascend model (.om: ais_bench).")
 @click.option("--input", "-i", "input_", default=None,
               help='Comma-separated input folders, one per model input in model order, e.g. '
                    '"d/input_ids,d/attention_mask,d/token_type_ids". Omitted: --loop runs on zero inputs.')
@@ -36,10 +37,14 @@ from .offline import OUTFMTS, check_model_path, run_offline, run_pure
 @click.option("--seq_len", type=int, default=None,
               help="Sequence length of the zero inputs without --input, for dynamic graphs (default 128).")
 @click.option("--display_all_summary", type=click.BOOL, default=False, help="Also print H2D/D2H latency lines.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="onnxrt: ONNX Runtime; openvino: OpenVINO (.onnx or IR .xml); auto: openvino for .xml, else onnxrt.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="f32", show_default=True,
+              help="--backend openvino: f32 (the fp32 logits), bf16 (where the CPU has it), auto (bf16 if present).")
 @click.pass_context
 @handle_errors
 def infer_command(ctx, model, input_, output, output_dirname, outfmt, batchsize, loop, warmup_count, device,
-                  seq_len, display_all_summary):
+                  seq_len, display_all_summary, backend, precision):
     """Batch offline inference with ais_bench's flags and output layout."""
     if output_dirname is not None and output is None:
         raise UserError("--output_dirname needs --output (as in ais_bench)")
@@ -50,6 +55,7 @@ def infer_command(ctx, model, input_, output, output_dirname, outfmt, batchsize,
 
     if is_om_model(model):
         sys.exit(run_ais_bench(model=model, input=input_, seq_len=seq_len, **flags))
+    flags["runner_factory"] = runner_factory_for(model, backend, precision)
     argv = (ctx.obj or {}).get("argv")
     if input_ is None:
         run_pure(model=model, seq_len=seq_len, argv=argv, **flags)

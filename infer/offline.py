@@ -39,6 +39,7 @@ from .inputs import (check_batch_token_ids, check_folders_match_model, fixes_bat
                      sample_lengths, zero_feed)
 from runners.base import BaseRunner
 from runners.onnxrt import OrtRunner
+from runners.openvino import OpenVinoRunner
 from .summary import build_summary, summary_lines
 from .token_ids import embedding_table_rows
 from .writer import BackgroundWriter, InlineWriter, write_batch_outputs, written_dtype, written_shape
@@ -99,6 +100,31 @@ def _check_common(outfmt: str, loop: int, warmup_count: int, batchsize: Optional
 
 def _default_runner(model: Path, device: int) -> BaseRunner:
     return OrtRunner.from_path(model, device=device)
+
+
+BACKENDS = ("auto", "onnxrt", "openvino")
+PRECISIONS = ("f32", "bf16", "auto")
+
+
+def runner_factory_for(model, backend: str = "auto", precision: str = "f32") -> Callable[[Path, int], BaseRunner]:
+    """The runner of `--backend` (auto: OpenVINO for an IR `.xml`, ONNX Runtime otherwise).
+
+    `--precision` is OpenVINO's inference precision (f32 by default, so that the logits are the ONNX
+    Runtime fp32 ones; bf16 where the CPU has it; auto lets `common.cpu` choose); ORT runs the graph's own."""
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if backend == "auto":
+        backend = "openvino" if str(model).lower().endswith(".xml") else "onnxrt"
+    if backend == "onnxrt":
+        if str(model).lower().endswith(".xml"):
+            raise UserError(f"{model}: an OpenVINO IR runs with --backend openvino, not onnxrt")
+        if precision != "f32":
+            raise UserError(f"--precision {precision}: only --backend openvino runs in another precision; "
+                            "ONNX Runtime runs the graph as it is")
+        return _default_runner
+    return lambda path, device: OpenVinoRunner.from_path(path, precision=precision)
 
 
 def _warmup(runner: BaseRunner, feeds: Sequence[dict], count: int) -> None:

@@ -233,3 +233,54 @@ def test_nncf_int8_over_the_allowed_drop_fails_and_writes_nothing(onnx_model, ev
     line = _one_error_line(result, out)
     assert "--max_f1_drop" in line
     assert list(out.parent.iterdir()) == []  # no IR, no staging folder left behind
+
+
+
+# ---------------------------------------------------------------- python -m infer --backend openvino
+
+def _flow(*args, cwd):
+    import subprocess
+
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_infer_backend_openvino_writes_what_onnx_runtime_writes(onnx_model, default_model_dir, conll, tmp_path):
+    """The ais_bench-compatible runner on OpenVINO (f32): same layout, same summary keys, the logits of
+    ONNX Runtime within float tolerance and the same F1 through bert_metric.py."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "slice.txt"
+    data.write_text("\n\n".join((conll / "test.txt").read_text(encoding="utf-8").split("\n\n")[:41]) + "\n",
+                    encoding="utf-8")
+    _flow(root / "bin_create.py", "--input_file", data, "--model_name_from_hub", default_model_dir,
+          "--save_dir", tmp_path / "bins", "--seq_len", 128, "--buckets", "32,64", cwd=tmp_path)
+    anno = next((tmp_path / "bins").glob("bert_bin_*.anno"))
+    folder = anno.with_suffix("")
+    inputs = ",".join(str(folder / name) for name in read_model_spec(default_model_dir).input_names)
+    results = {}
+    for backend in ("onnxrt", "openvino"):
+        out = tmp_path / f"out_{backend}"
+        _flow("-m", "infer", "--model", onnx_model, "--input", inputs, "--output", out, "--outfmt", "NPY",
+              "--batchsize", 8, "--backend", backend, cwd=root)
+        run_dir = next(p for p in out.iterdir() if p.is_dir())
+        summary = json.loads(next(out.glob("*_summary.json")).read_text())
+        _flow(root / "bert_metric.py", "--result_dir", run_dir, "--anno_file", anno, cwd=tmp_path)
+        results[backend] = (run_dir, summary, json.loads((run_dir / "result.json").read_text()))
+    (ort_dir, ort_summary, ort_result), (ov_dir, ov_summary, ov_result) = results["onnxrt"], results["openvino"]
+    assert set(ov_summary) == set(ort_summary)
+    names = sorted(p.name for p in ort_dir.glob("*.npy"))
+    assert names and names == sorted(p.name for p in ov_dir.glob("*.npy"))
+    for name in names:
+        np.testing.assert_allclose(np.load(ov_dir / name), np.load(ort_dir / name), atol=2e-3)
+    assert ov_result["f1"] == ort_result["f1"] and ov_result["num_words"] == ort_result["num_words"]
+
+
+def test_infer_bf16_on_onnx_runtime_is_one_line(onnx_model, tmp_path):
+    from infer.cli import infer_command
+
+    result = CliRunner().invoke(infer_command, ["--model", str(onnx_model), "--backend", "onnxrt",
+                                                "--precision", "bf16", "--loop", "1"], obj={"argv": []})
+    _one_error_line(result, "--precision bf16")
