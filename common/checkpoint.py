@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputFileError
+from .errors import InputFileError, existing_path
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -36,11 +36,7 @@ class TensorInfo:
 
 def read_config(model_dir) -> dict:
     """config.json of `model_dir` as a dict; a missing folder/file or bad JSON is an InputFileError."""
-    model_dir = Path(model_dir)
-    if not model_dir.exists():
-        raise InputFileError(model_dir, "model folder does not exist")
-    if not model_dir.is_dir():
-        raise InputFileError(model_dir, "model folder is a file, not a folder")
+    model_dir = existing_path(model_dir, "model folder", folder=True)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise InputFileError(model_dir, "not a Hugging Face checkpoint folder (no config.json)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
@@ -24,6 +25,19 @@ class InputFileError(UserError):
         self.path = str(path)
         self.line = line
         self.problem = problem
+
+
+def existing_path(path, what: str, *, folder: bool):
+    """`path` as a Path when it exists and is a folder (`folder=True`) or a file; else an InputFileError
+    that says `<what> does not exist` / `<what> is a file, not a folder` / `<what> is not a file`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, f"{what} does not exist")
+    if folder and not path.is_dir():
+        raise InputFileError(path, f"{what} is a file, not a folder")
+    if not folder and not path.is_file():
+        raise InputFileError(path, f"{what} is not a file")
+    return path
 
 
 class ValidationError(UserError):

@@ -47,7 +47,7 @@ def output_stem(path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class Sample:
+class SampleFiles:
     """One sample: its id and its file in each input folder (model input order)."""
 
     index: int
@@ -64,7 +64,7 @@ class Batch:
     """Samples of one length run together; `rows` >= len(samples), the rest is padding."""
 
     length: int
-    samples: tuple[Sample, ...]
+    samples: tuple[SampleFiles, ...]
     rows: int
 
 
@@ -89,7 +89,7 @@ def list_bin_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def pair_samples(folders: Sequence[Path]) -> list[Sample]:
+def pair_samples(folders: Sequence[Path]) -> list[SampleFiles]:
     """Pair the files of all folders into samples; every folder must hold the same sample ids."""
     by_folder: list[OrderedDict[str, Path]] = []
     for folder in folders:
@@ -115,12 +115,12 @@ def pair_samples(folders: Sequence[Path]) -> list[Sample]:
             folder, f"input folders hold different sample ids ({len(first_ids)} in {first}, {len(ids)} here; "
                     f"{len(lacking) + len(extra)} differ): {example}")
 
-    samples = [Sample(i, sid, tuple(ids[sid] for ids in by_folder)) for i, sid in enumerate(first_ids)]
+    samples = [SampleFiles(i, sid, tuple(ids[sid] for ids in by_folder)) for i, sid in enumerate(first_ids)]
     _check_output_names(samples)
     return samples
 
 
-def _check_output_names(samples: Sequence[Sample]) -> None:
+def _check_output_names(samples: Sequence[SampleFiles]) -> None:
     seen: dict[str, Path] = {}
     for sample in samples:
         if sample.stem in seen:
@@ -143,7 +143,7 @@ def check_folders_match_model(folders: Sequence[Path], metas: Sequence[TensorMet
                             f"{name!r}; list the folders in the model's input order: {', '.join(names)}")
 
 
-def sample_lengths(samples: Sequence[Sample], metas: Sequence[TensorMeta]) -> list[int]:
+def sample_lengths(samples: Sequence[SampleFiles], metas: Sequence[TensorMeta]) -> list[int]:
     """Each sample's sequence length L from its file sizes; any size that is not (1, L) is an error.
 
     Static graphs need L equal to the fixed sequence dim; dynamic ones any L >= 1, but the
@@ -177,7 +177,7 @@ def sample_lengths(samples: Sequence[Sample], metas: Sequence[TensorMeta]) -> li
     return lengths
 
 
-def plan_batches(samples: Sequence[Sample], lengths: Sequence[int], batchsize: int,
+def plan_batches(samples: Sequence[SampleFiles], lengths: Sequence[int], batchsize: int,
                  pad: bool = False) -> list[Batch]:
     """Group samples by length (length buckets give several), then cut each group into batches.
 
@@ -185,7 +185,7 @@ def plan_batches(samples: Sequence[Sample], lengths: Sequence[int], batchsize: i
     group's short last batch is padded (rows beyond `len(samples)`). Without it a batch has only
     its real rows: memory follows the samples present, not `--batchsize`.
     """
-    groups: OrderedDict[int, list[Sample]] = OrderedDict()
+    groups: OrderedDict[int, list[SampleFiles]] = OrderedDict()
     for sample, length in sorted(zip(samples, lengths), key=lambda pair: pair[1]):
         groups.setdefault(length, []).append(sample)
     batches = []

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.atomic import remove_stale_temporaries
-from common.errors import InputFileError, UserError
+from common.errors import UserError, existing_path
 
 from . import outputs as out
 from .inputs import (check_batch_token_ids, check_folders_match_model, fixes_batch, load_batch,
@@ -67,12 +67,7 @@ class RunResult:
 
 
 def check_model_path(model) -> Path:
-    path = Path(model)
-    if not path.exists():
-        raise InputFileError(path, "model file does not exist")
-    if not path.is_file():
-        raise InputFileError(path, "model is not a file")
-    return path
+    return existing_path(model, "model file", folder=False)
 
 
 def canonical_argv(**params) -> list[str]:
