@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +97,39 @@ def atomic_path(path, mode: int | None = None):
         os.close(fd)  # releases the lock only after the rename, so cleanup never races a live writer
 
 
+@contextmanager
+def staging_dir(target, mode: int | None = None):
+    """A fresh folder `.<name>.<random>.tmp` beside `target`, for an output of several files that must
+    appear together (an ONNX model and its weights, a .bin set, a checkpoint folder).
+
+    The caller builds the output inside and moves it into place (`os.replace`, of the folder itself or of
+    the files in it) before leaving the block; whatever is still there on exit, success or failure, is
+    removed. While the block runs this process holds an `flock` on the folder, so `remove_stale_temporaries`
+    removes only the staging folders of runs that died. `mode`: the folder's permission bits (default:
+    what `mkdir` gives under the umask)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        stage = target.parent / temporary_name(target.name)
+        try:
+            os.mkdir(stage)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"{target.parent}: no free staging name for {target.name}")
+    if mode is not None:
+        os.chmod(stage, mode)
+    fd = os.open(stage, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        os.close(fd)
+
+
 def write_bytes(path, data: bytes | Iterable[bytes], mode: int | None = None) -> None:
     """`data` may be one bytes object or an iterable of chunks (written as they come)."""
     with atomic_path(path, mode=mode) as tmp, open(tmp, "wb") as handle:
@@ -141,9 +175,27 @@ def remove_if_stale(path) -> bool:
         os.close(fd)
 
 
+def _remove_stale_staging_dir(path) -> bool:
+    """Remove a staging folder unless a live `staging_dir` block holds its lock; True if removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, PermissionError, NotADirectoryError):
+        return False
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+        shutil.rmtree(path, ignore_errors=True)
+        return not os.path.exists(path)
+    finally:
+        os.close(fd)
+
+
 def remove_stale_temporaries(folder) -> int:
-    """Remove the temporaries (`.<name>.<random>.tmp`, regular files only) that writers killed
-    mid-write left directly in `folder` (not in subfolders); returns how many were removed.
+    """Remove the temporaries (`.<name>.<random>.tmp`: files of `atomic_path`, folders of `staging_dir`)
+    that writers killed mid-write left directly in `folder` (not in subfolders); returns how many.
 
     Temporaries of writes still in progress (another process writing into the same folder) are kept.
     A missing folder has none."""
@@ -154,7 +206,10 @@ def remove_stale_temporaries(folder) -> int:
         return 0
     removed = 0
     for entry in entries:
-        if not TEMPORARY_PATTERN.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+        if not TEMPORARY_PATTERN.fullmatch(entry.name):
             continue
-        removed += remove_if_stale(entry.path)
+        if entry.is_file(follow_symlinks=False):
+            removed += remove_if_stale(entry.path)
+        elif entry.is_dir(follow_symlinks=False):
+            removed += _remove_stale_staging_dir(entry.path)
     return removed

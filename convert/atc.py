@@ -21,13 +21,12 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from common.atomic import write_json
+from common.atomic import staging_dir, write_json
 from common.errors import InputFileError, ToolMissingError, UserError, handle_errors
 from common.paths import CANN_SET_ENV, ROOT
 from common.cli import CONTEXT_SETTINGS, parse_lengths
@@ -188,9 +187,7 @@ def run_atc(plan: AtcPlan) -> list[Path]:
     """Run ATC with its output in a temporary folder; move the .om file(s) in place only on success."""
     atc = find_atc()
     final = Path(plan.output)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
+    with staging_dir(final) as stage:
         argv = [atc] + [f"--output={stage / final.name}" if a.startswith("--output=") else a for a in plan.argv[1:]]
         code = subprocess.run(argv, check=False).returncode
         if code != 0:
@@ -207,8 +204,6 @@ def run_atc(plan: AtcPlan) -> list[Path]:
             write_json(record_path(target), plan.record(target))
             moved.append(target)
         return moved
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

@@ -8,12 +8,11 @@ Ctrl-C leaves nothing under the final name.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+from common.atomic import staging_dir
 from common.errors import InputFileError, ValidationError
 
 # protobuf cannot serialise a message over 2 GiB; stay well below it before switching to
@@ -104,10 +103,8 @@ def staged_output(final_path):
     so the model file never appears before its weights.
     """
     final_path = Path(final_path)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.", suffix=".tmp", dir=final_path.parent))
-    staged = stage / final_path.name
-    try:
+    with staging_dir(final_path) as stage:
+        staged = stage / final_path.name
         yield staged
         if not staged.is_file():
             raise RuntimeError(f"nothing was written to {staged}")
@@ -115,8 +112,6 @@ def staged_output(final_path):
         for extra in extras:
             os.replace(extra, final_path.parent / extra.name)
         os.replace(staged, final_path)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def op_counts(model) -> Counter:

@@ -8,60 +8,13 @@ overlapping context tokens are never read. Every check here names the file it bl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from common.errors import InputFileError, ValidationError
+from common.index_format import Index, IndexHeader, SampleRecord  # noqa: F401 - this module's API
 from preprocess.encode import word_label_ids
-
-
-@dataclass(frozen=True)
-class IndexHeader:
-    """Line 1 of the .index.jsonl file."""
-
-    id2label: dict[int, str]
-    num_samples: int
-    num_sentences: int
-    num_words: int
-    input_names: tuple[str, ...] = ()
-    seq_len: int | None = None
-    buckets: tuple[int, ...] | None = None
-    source: str | None = None
-    model_dir: str | None = None
-    per_word_sentence: bool = False  # ner-index/2: each scored word names its sentence (document context)
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.id2label)
-
-
-@dataclass(frozen=True)
-class SampleRecord:
-    """One sample: its padded length and the `(word id, token position)` pairs it scores.
-
-    With document context a sample scores words of several sentences: `word_sentences` then gives
-    the sentence of each of `words`; empty means they all belong to `sentence`."""
-
-    sample: int
-    sentence: int
-    length: int
-    tokens: int
-    words: tuple[tuple[int, int], ...]
-    word_sentences: tuple[int, ...] = ()
-
-    def scored(self):
-        """(sentence, word id, token position) of every word this sample scores."""
-        owners = self.word_sentences or (self.sentence,) * len(self.words)
-        return [(s, w, p) for s, (w, p) in zip(owners, self.words)]
-
-
-@dataclass(frozen=True)
-class Index:
-    path: str
-    header: IndexHeader
-    samples: tuple[SampleRecord, ...]  # sorted by sample id
 
 
 def check_coverage(index: Index, words_per_sentence: Sequence[int], anno_name: str) -> None:

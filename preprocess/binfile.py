@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from common.atomic import write_bytes
+from common.atomic import staging_dir, write_bytes, write_text
+from common.index_format import sample_record
 
-INDEX_FORMAT = "ner-index/1"
-# document context: a sample may score words of several sentences, so each scored word is
-# `[sentence, word, token position]` (docs/internals.md)
-INDEX_FORMAT_DOCUMENT = "ner-index/2"
 GEARS_SUBDIR = "gears"
 GROUP_OTHER_WRITE = 0o022
 
@@ -109,43 +105,34 @@ def write_binset(save_dir: Path, stamp: str, samples, sentence_labels, header: d
     for path in (final.bin_dir, final.anno_file, final.index_file):
         if path.exists():
             raise FileExistsError(path)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=save_dir))
     try:
-        for input_name in input_names:
-            make_input_dir(tmp_dir / input_name)
-        index_lines = [json.dumps(header)]
-        mode = input_file_mode()
-        files_by_length = defaultdict(list)
-        for i, (sample, length) in enumerate(zip(samples, lengths)):
-            files = []
-            for input_name, array in pad_row(sample, length, pad_id, input_names).items():
-                # little-endian int64, C order, no header: what ais_bench and ATC expect
-                files.append(tmp_dir / input_name / f"{input_name}_{i}_{i}.bin")
-                write_bytes(files[-1], array.astype("<i8").tobytes(), mode=mode)
-            files_by_length[length].append(tuple(files))
-            words = ([list(w) for w in sample.scored_words()] if header["format"] == INDEX_FORMAT_DOCUMENT
-                     else [list(p) for p in sample.scored])
-            index_lines.append(json.dumps({"sample": i, "sentence": sample.sentence, "length": length,
-                                           "tokens": sample.tokens, "words": words}))
-            if progress:
-                progress.update(1)
-        if header.get("buckets"):
-            link_gear_folders(tmp_dir / GEARS_SUBDIR, files_by_length, input_names)
-        anno_tmp = save_dir / f".{name}.anno.tmp"
-        anno_tmp.write_text("".join(f"{sid} {' '.join(map(str, ids))}\n" for sid, ids in sentence_labels),
-                            encoding="utf-8")
-        index_tmp = save_dir / f".{name}.index.tmp"
-        index_tmp.write_text("\n".join(index_lines) + "\n", encoding="utf-8")
-        tmp_dir.chmod(0o755 & ~current_umask() & ~GROUP_OTHER_WRITE)
+        with staging_dir(final.bin_dir) as tmp_dir:
+            for input_name in input_names:
+                make_input_dir(tmp_dir / input_name)
+            index_lines = [json.dumps(header)]  # the contract's records: common.index_format
+            mode = input_file_mode()
+            files_by_length = defaultdict(list)
+            for i, (sample, length) in enumerate(zip(samples, lengths)):
+                files = []
+                for input_name, array in pad_row(sample, length, pad_id, input_names).items():
+                    # little-endian int64, C order, no header: what ais_bench and ATC expect
+                    files.append(tmp_dir / input_name / f"{input_name}_{i}_{i}.bin")
+                    write_bytes(files[-1], array.astype("<i8").tobytes(), mode=mode)
+                files_by_length[length].append(tuple(files))
+                index_lines.append(sample_record(header, sample=i, sentence=sample.sentence, length=length,
+                                                 tokens=sample.tokens, scored=sample.scored_words()))
+                if progress:
+                    progress.update(1)
+            if header.get("buckets"):
+                link_gear_folders(tmp_dir / GEARS_SUBDIR, files_by_length, input_names)
+            tmp_dir.chmod(0o755 & ~current_umask() & ~GROUP_OTHER_WRITE)
+            os.replace(tmp_dir, final.bin_dir)
+        write_text(final.anno_file, "".join(f"{sid} {' '.join(map(str, ids))}\n" for sid, ids in sentence_labels))
         # the index goes last: its presence marks a finished run
-        os.replace(tmp_dir, final.bin_dir)
-        os.replace(anno_tmp, final.anno_file)
-        os.replace(index_tmp, final.index_file)
+        write_text(final.index_file, "\n".join(index_lines) + "\n")
     except BaseException:
         if not final.index_file.exists():
             shutil.rmtree(final.bin_dir, ignore_errors=True)
-            for path in (final.anno_file, save_dir / f".{name}.anno.tmp", save_dir / f".{name}.index.tmp"):
-                path.unlink(missing_ok=True)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+            final.anno_file.unlink(missing_ok=True)
         raise
     return final

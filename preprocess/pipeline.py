@@ -13,9 +13,10 @@ from tqdm import tqdm
 from common.atomic import create_locked, remove_if_stale, remove_stale_temporaries
 from common.errors import InputFileError, UserError
 from common.model_spec import read_model_spec
+from common.index_format import header_record
 
 from .align import Aligner, Sample
-from .binfile import BinSet, INDEX_FORMAT, INDEX_FORMAT_DOCUMENT, bucket_for, write_binset
+from .binfile import BinSet, bucket_for, write_binset
 from .conll import ConllFile, read_conll_file
 from .tokenizer import load_tokenizer  # noqa: F401 - the stage's tokenizer, also used by callers of this module
 
@@ -153,12 +154,10 @@ def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: st
     samples = align_conll(aligner, conll, context, show_progress, note=stderr_note)
     lengths = [bucket_for(s.tokens, bucket_list) if bucket_list else seq_len for s in samples]
 
-    header = {"format": INDEX_FORMAT_DOCUMENT if context == "document" else INDEX_FORMAT, "context": context,
-              "id2label": {str(k): v for k, v in sorted(spec.id2label.items())},
-              "input_names": list(spec.input_names), "seq_len": seq_len, "buckets": bucket_list,
-              "num_samples": len(samples), "num_sentences": len(sentences),
-              "num_words": sum(len(s) for s in sentences), "source": str(input_file.resolve()),
-              "model_dir": str(model_dir.resolve())}
+    header = header_record(context=context, id2label=spec.id2label, input_names=spec.input_names, seq_len=seq_len,
+                           buckets=bucket_list, num_samples=len(samples), num_sentences=len(sentences),
+                           num_words=sum(len(s) for s in sentences), source=input_file.resolve(),
+                           model_dir=model_dir.resolve())
     labels = [(sid, [spec.label2id[t] for t in s.tags]) for sid, s in enumerate(sentences)]
     with claimed_stamp(save_dir, stamp or time.strftime("%Y%m%d-%H%M%S")) as run_stamp, \
             tqdm(total=len(samples), desc="write .bin", unit="sample", disable=not show_progress) as bar:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from common.atomic import TEMPORARY_PATTERN, atomic_path, remove_stale_temporaries, write_bytes, write_json, \
+from common.atomic import TEMPORARY_PATTERN, atomic_path, remove_stale_temporaries, staging_dir, write_bytes, write_json, \
     write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,16 +176,18 @@ def test_remove_stale_temporaries_removes_only_the_writers_own_pattern(tmp_path)
     ]
     for name in stale + kept_files:
         (tmp_path / name).write_text("x")
-    (tmp_path / ".folder.abcdefgh.tmp").mkdir()  # a folder, not a file
+    (tmp_path / ".folder.abcdefgh.tmp").mkdir()  # a staging folder of a dead run: removed with its files
+    (tmp_path / ".folder.abcdefgh.tmp" / "model.onnx").write_text("x")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / ".x.abcdefgh.tmp").write_text("x")  # not recursive
     (tmp_path / ".link.abcdefgh.tmp").symlink_to(tmp_path / "result.json")  # not a regular file
 
-    with atomic_path(tmp_path / "live.npy") as live:  # a write in progress is never touched
-        assert remove_stale_temporaries(tmp_path) == len(stale)
-        assert live.exists()
+    # writes in progress (a file, a staging folder) are never touched
+    with atomic_path(tmp_path / "live.npy") as live, staging_dir(tmp_path / "live_set") as stage:
+        assert remove_stale_temporaries(tmp_path) == len(stale) + 1
+        assert live.exists() and stage.is_dir()
     left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == sorted(kept_files + [".folder.abcdefgh.tmp", "sub", ".link.abcdefgh.tmp", "live.npy"])
+    assert left == sorted(kept_files + ["sub", ".link.abcdefgh.tmp", "live.npy"])
     assert (tmp_path / "sub" / ".x.abcdefgh.tmp").exists()
     assert remove_stale_temporaries(tmp_path) == 0
     assert remove_stale_temporaries(tmp_path / "missing") == 0

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from common.atomic import staging_dir
 from common.checkpoint import check_checkpoint
 from common.errors import InputFileError, UserError
 
@@ -51,18 +50,11 @@ def sha256_of(path) -> str:
 def save_atomically(output_dir: Path, write_into) -> None:
     """Call write_into(tmp_folder), then swap the folder into place in one rename."""
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    tmp.chmod(0o755)
-    try:
+    with staging_dir(output_dir, mode=0o755) as tmp:
         write_into(tmp)
         if output_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old.", dir=output_dir.parent))
-            os.replace(output_dir, old / "x")
-            os.replace(tmp, output_dir)
-            shutil.rmtree(old)
+            with staging_dir(output_dir) as old:  # the previous folder, out of the way until the swap is done
+                os.replace(output_dir, old / "previous")
+                os.replace(tmp, output_dir)
         else:
             os.replace(tmp, output_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
