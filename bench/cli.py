@@ -62,7 +62,7 @@ import click
 
 from common.atomic import write_json, write_text
 from common.errors import handle_errors
-from common.cli import CONTEXT_SETTINGS, model_dir_option
+from common.cli import CONTEXT_SETTINGS, parse_lengths, model_dir_option
 
 from .models import INT8_SOURCES
 from .paths import DEFAULT_POLICY, PATHS
@@ -101,11 +101,12 @@ INVALID_RUN_EXIT = 3  # measured, written, but a path beat its peak: not 1 (an e
               help="Sentences of the NNCF INT8 build's F1 gate [default: CoNLL-2003 valid.txt].")
 @click.option("--int8_source", type=click.Choice(INT8_SOURCES), default="auto", show_default=True,
               help="Graph the ORT INT8 paths quantize: auto times plain vs fused and takes the faster.")
-@click.option("--buckets", default=DEFAULT_BUCKETS, show_default=True, help="bin_create --buckets of the file flow.")
+@click.option("--buckets", default=",".join(map(str, DEFAULT_BUCKETS)), show_default=True,
+              help="bin_create --buckets of the file flow.")
 @click.option("--no_batch_table", is_flag=True)
 @click.option("--no_file_flow", is_flag=True)
 @handle_errors
-def main(json_path, md_path, plot_path, paths, max_tokens, no_batch_table, no_file_flow, **kwargs):
+def main(json_path, md_path, plot_path, paths, max_tokens, no_batch_table, no_file_flow, buckets, **kwargs):
     """Benchmark words -> word labels: pipeline, PyTorch, ONNX Runtime fp32 / fused / INT8, OpenVINO f32 / bf16 / INT8."""
     # transformers takes seconds to import: not at module level, so `--help` stays instant
     from transformers.utils import logging as hf_logging
@@ -115,6 +116,7 @@ def main(json_path, md_path, plot_path, paths, max_tokens, no_batch_table, no_fi
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = run_benchmark(paths=[p for p in paths.split(",") if p], max_tokens=max_tokens or None,
                            with_batch_table=not no_batch_table, with_file_flow=not no_file_flow, command=command,
+                           buckets=parse_lengths(buckets),
                            **kwargs)
     text = markdown(result)
     click.echo(text)

@@ -12,9 +12,10 @@ from preprocess.pipeline import create_bins
 from .measure import Context
 
 
-def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: str, batchsize: int) -> dict:
+def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[int, ...], batchsize: int) -> dict:
     """The three stages in process (the library calls behind the commands), and the commands themselves."""
     flow_dir = Path(tempfile.mkdtemp(prefix="file_flow_", dir=work_dir))
+    shown = ",".join(map(str, buckets))
     t0 = time.perf_counter()
     binset = create_bins(ctx.input_file, ctx.model_dir, flow_dir / "bert_bin", seq_len=512, buckets=buckets,
                          show_progress=False)
@@ -27,11 +28,11 @@ def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: str, b
     n = len(ctx.sentences)
     stages = {"bin_create_s": t1 - t0, "infer_s": t2 - t1, "bert_metric_s": t3 - t2}
     command = (f"python bin_create.py --input_file {ctx.input_file} --model_name_from_hub {ctx.model_dir} "
-               f"--save_dir BIN --buckets {buckets} && python -m infer --model {model_file} --input "
+               f"--save_dir BIN --buckets {shown} && python -m infer --model {model_file} --input "
                f"\"{','.join('BIN/bert_bin_<ts>/' + name for name in ctx.spec.input_names)}\" --output OUT "
                f"--outfmt BIN --batchsize {batchsize} && python bert_metric.py --result_dir OUT/<ts> "
                "--anno_file BIN/bert_bin_<ts>.anno")
-    return {"model_file": str(model_file), "buckets": buckets, "batchsize": batchsize, "sentences": n,
+    return {"model_file": str(model_file), "buckets": shown, "batchsize": batchsize, "sentences": n,
             "samples": run.total, "stages": stages, "total_s": sum(stages.values()),
             "sentences_per_s": n / sum(stages.values()),
             "infer_sentences_per_s": n / stages["infer_s"], "throughput_ais_bench": run.summary["throughput"],

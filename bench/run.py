@@ -36,7 +36,7 @@ from .paths import DEFAULT_POLICY, FP32_PATHS, OLD_RECIPE, PATHS, PRECISION_OF_P
 from .peaks import PeakSet, kernels_for, peak_violations
 from .timing import interleave, time_pass
 
-DEFAULT_BUCKETS = "16,24,32,48,64,96,128,256"
+DEFAULT_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 256)
 MEMORY_NOTE = ("peak_rss_mb = peak RSS while the path loads, warms up, runs and scores minus RSS before it "
                "(same process; gc + malloc_trim before, VmHWM reset via /proc/self/clear_refs)")
 PEAK_RULE = ("per precision, the best MatMul timing over every kernel (fp32: ONNX Runtime and OpenVINO; bf16: "
@@ -141,7 +141,7 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
                   repeats: int = 5, warmup: int = 64, f1_scope: str = "file", paths=PATHS,
                   max_rows: int = DEFAULT_POLICY.max_rows, max_tokens: Optional[int] = DEFAULT_POLICY.max_tokens,
                   io_binding: bool = False, calib_file=None, calib_sentences: int = 300, eval_file=None,
-                  int8_source: str = "auto", buckets: str = DEFAULT_BUCKETS, flow_batchsize: int = 16,
+                  int8_source: str = "auto", buckets: tuple[int, ...] = DEFAULT_BUCKETS, flow_batchsize: int = 16,
                   with_batch_table: bool = True, with_file_flow: bool = True, peak_shapes=None,
                   capabilities: Optional[CpuCapabilities] = None, command: str = "", log=click.echo) -> dict:
     started = time.perf_counter()
@@ -181,7 +181,7 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
         if with_batch_table and best_ort_fp32 else []
     flow = None
     if with_file_flow and best_ort_fp32:
-        log(f"[file flow] bin_create --buckets {buckets} -> infer -> bert_metric on {input_file.name}")
+        log(f"[file flow] bin_create --buckets {','.join(map(str, buckets))} -> infer -> bert_metric on {input_file.name}")
         flow = file_flow(ctx, Path(best_ort_fp32["model_file"]), work, buckets=buckets, batchsize=flow_batchsize)
         compare_flow(flow, best_ort_fp32)
         log(f"[file flow] F1 {100 * flow['f1']:.2f}, in process "

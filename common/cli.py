@@ -2,7 +2,8 @@
 
 Commands declare `@click.command(context_settings=CONTEXT_SETTINGS)` and `@model_dir_option(...)`, so
 `--model_dir` means one thing with one spelling everywhere; `--buckets 32,64,128` is parsed once, by
-`LENGTHS`, into a sorted tuple of ints that library functions take as it is (never a CLI string).
+`parse_lengths` in the command wrapper (so a bad value is our one-line error, exit 1, not Click's usage
+error), into a sorted tuple of ints that library functions take as it is (never a CLI string).
 """
 from __future__ import annotations
 
@@ -36,20 +37,3 @@ def parse_lengths(text: str, what: str = "--buckets") -> tuple[int, ...]:
     if values[0] <= 0:
         raise UserError(f"{what} {text!r}: lengths must be positive")
     return tuple(values)
-
-
-class LengthList(click.ParamType):
-    """A Click type for `--buckets`: the option's value is already `tuple[int, ...]`."""
-
-    name = "LENGTHS"
-
-    def convert(self, value, param, ctx):
-        if value is None or isinstance(value, tuple):
-            return value
-        try:
-            return parse_lengths(value, f"--{param.name}" if param is not None else "--buckets")
-        except UserError as err:
-            self.fail(str(err), param, ctx)
-
-
-LENGTHS = LengthList()

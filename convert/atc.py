@@ -109,13 +109,13 @@ class AtcPlan:
                 "atc": self.command_line()}
 
 
-def parse_buckets(text: str | None) -> tuple[int, ...] | None:
-    """ATC gears from `--buckets`: the one length-list parser, then ATC's limit on the number of gears."""
-    if text is None:
+def check_gears(buckets) -> tuple[int, ...] | None:
+    """ATC gears from `--buckets` (already a sorted tuple of lengths): ATC's limit on their number."""
+    if not buckets:
         return None
-    values = parse_lengths(text)
+    values = tuple(sorted(set(int(b) for b in buckets)))
     if not MIN_GEARS <= len(values) <= MAX_GEARS:
-        raise UserError(f"--buckets {text!r}: ATC takes {MIN_GEARS} to {MAX_GEARS} gears "
+        raise UserError(f"--buckets {','.join(map(str, values))}: ATC takes {MIN_GEARS} to {MAX_GEARS} gears "
                         f"(for a single length use --seq_len)")
     return values
 
@@ -129,7 +129,7 @@ def plan_atc(*, model, batch_size: int, soc_version: str, seq_len: int | None = 
     from . import onnx_io
 
     model = Path(model)
-    buckets = parse_buckets(buckets) if isinstance(buckets, str) else (tuple(buckets) if buckets else None)
+    buckets = check_gears(buckets)
     if (seq_len is None) == (buckets is None):
         raise UserError("give exactly one of --seq_len (static shape) and --buckets (dynamic gears)")
     if batch_size < 1 or (seq_len is not None and seq_len < 1):
@@ -220,11 +220,11 @@ def run_atc(plan: AtcPlan) -> list[Path]:
 @click.option("--out_dir", default=None, help="Results folder (ais_bench --output), filled into the printed lines.")
 @click.option("--dry-run", "dry_run", is_flag=True, help="Print the commands (ATC, ais_bench, bert_metric.py) and exit.")
 @handle_errors
-def main(dry_run, bin_dir, out_dir, **kwargs):
+def main(dry_run, bin_dir, out_dir, buckets, **kwargs):
     """Convert an ONNX model to an Ascend OM with ATC (or print the command with --dry-run).
 
     The output is a bash script: ATC, then ais_bench per gear, then bert_metric.py."""
-    plan = plan_atc(**kwargs)
+    plan = plan_atc(buckets=parse_lengths(buckets) if buckets else None, **kwargs)
     if not dry_run:
         find_atc()  # before printing anything: without ATC the one line of output is the error
     click.echo(plan.command_line())

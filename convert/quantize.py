@@ -41,6 +41,7 @@ from common.paths import conll_dir
 from common.quiet import quiet_root_logging
 from runners.onnxrt import OrtRunner
 from common.model_spec import ModelSpec
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 from preprocess.conll import read_conll
 
 from . import onnx_io
@@ -256,7 +257,7 @@ def _default_eval_file() -> Optional[Path]:
     return path if path.is_file() else None
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--input", "input", required=True, type=click.Path(path_type=Path),
               help="ONNX model (best: the fused graph from convert.optimize).")
 @click.option("--output", required=True, type=click.Path(path_type=Path), help="INT8 ONNX model to write.")
@@ -271,8 +272,7 @@ def _default_eval_file() -> Optional[Path]:
 @click.option("--attention", type=click.Choice(ATTENTION_CHOICES), default="dynamic", show_default=True,
               help="The fused Attention nodes as QAttention (dynamic activations, in both modes), or kept float.")
 @click.option("--keep_float", default="", help="Comma-separated node names to keep float (the classifier always is).")
-@click.option("--model_dir", type=click.Path(path_type=Path), default=None,
-              help="Checkpoint folder for the tokenizer [default: the one recorded at export].")
+@model_dir_option(help="Checkpoint folder for the tokenizer [default: the one recorded at export].")
 @click.option("--eval_file", type=click.Path(path_type=Path), default=None,
               help="CoNLL file to report entity F1 of input and output on [default: CoNLL-2003 valid.txt].")
 @click.option("--no_eval", is_flag=True, help="Skip the F1 report.")

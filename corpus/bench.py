@@ -23,6 +23,7 @@ import click
 
 from common.model_spec import read_model_spec
 from common.paths import DEFAULT_MODEL_DIR, conll_dir
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 from preprocess.conll_stream import iter_conll
 
 from .job import finish, prepare
@@ -84,12 +85,12 @@ def peak_rss_kib(data: Path, out: Path, model_dir, shard_sentences: int) -> int:
     return int(proc.stdout.strip().splitlines()[-1])
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--sentences", type=click.IntRange(100), default=50000, show_default=True,
               help="Corpus size for the speed comparisons.")
 @click.option("--rss_pair", default="50000,500000", show_default=True, help="Small,large corpus sizes for peak RSS.")
 @click.option("--shard_sentences", type=click.IntRange(1), default=10000, show_default=True)
-@click.option("--model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR, show_default=True)
+@model_dir_option(default=DEFAULT_MODEL_DIR)
 @click.option("--skip_ray", is_flag=True, help="Skip the Ray comparison.")
 def main(sentences, rss_pair, shard_sentences, model_dir, skip_ray):
     small, large = (int(x) for x in rss_pair.split(","))

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from common.errors import handle_errors
 from common.paths import DEFAULT_MODEL_DIR
+from common.cli import CONTEXT_SETTINGS, model_dir_option
 from engine.backends import BACKENDS
 from engine.core import CONTEXTS
 
@@ -31,12 +32,11 @@ from .local import run_local
 from .ray_engine import check_address, run_ray
 
 
-@click.command(name="corpus", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="corpus", context_settings=CONTEXT_SETTINGS)
 @click.option("--input", "inputs", multiple=True, required=True, metavar="PATH",
               help="A file, a folder or a glob (repeat the flag, or give several after one).")
 @click.argument("more_inputs", nargs=-1, metavar="[PATH]...")
-@click.option("--model_dir", "--model-dir", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL_DIR,
-              show_default=True, help="Token-classification checkpoint folder.")
+@model_dir_option(default=DEFAULT_MODEL_DIR, help="Token-classification checkpoint folder.")
 @click.option("--output", type=click.Path(path_type=Path), required=True, help="Output folder (resumable).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="conll, text (one text per line) or jsonl [default: from the extension / content].")

@@ -9,6 +9,7 @@ import click
 
 from common.errors import handle_errors
 from common.paths import DEFAULT_MODEL_DIR
+from common.cli import CONTEXT_SETTINGS, parse_lengths
 
 from .pipeline import CONTEXTS, create_bins
 
@@ -26,7 +27,7 @@ def resolve_model_dir(value: str | None) -> Path:
     return DEFAULT_MODEL_DIR
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--input_file", default="./conll2003/test.txt", show_default=True,
               help="CoNLL file (word first column, tag last).")
 @click.option("--model_name_from_hub", default=None,
@@ -45,7 +46,7 @@ def resolve_model_dir(value: str | None) -> Path:
 def main(input_file, model_name_from_hub, save_dir, seq_len, buckets, window_overlap, context):
     """Turn a CoNLL file into .bin model inputs, an .anno label file and an .index.jsonl map."""
     binset = create_bins(input_file=input_file, model_dir=resolve_model_dir(model_name_from_hub),
-                         save_dir=save_dir, seq_len=seq_len, buckets=buckets, overlap=window_overlap,
+                         save_dir=save_dir, seq_len=seq_len, buckets=parse_lengths(buckets) if buckets else None, overlap=window_overlap,
                          context=context)
     header = json.loads(binset.index_file.open(encoding="utf-8").readline())
     lengths = Counter()

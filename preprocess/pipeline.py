@@ -7,6 +7,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Sequence
 
 from tqdm import tqdm
 
@@ -23,21 +24,19 @@ from .tokenizer import load_tokenizer  # noqa: F401 - the stage's tokenizer, als
 CONTEXTS = ("sentence", "document")
 
 
-def parse_buckets(text: str | None, seq_len: int) -> list[int] | None:
-    """'32,64,128' -> [32, 64, 128, seq_len]: seq_len is always the last bucket so every sample fits."""
-    if not text:
+def bucket_lengths(buckets: Sequence[int] | None, seq_len: int) -> list[int] | None:
+    """(32, 64, 128) -> [32, 64, 128, seq_len]: seq_len is always the last bucket so every sample fits."""
+    if not buckets:
         return None
-    try:
-        buckets = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        raise UserError(f"--buckets {text!r}: expected comma-separated integers, e.g. 32,64,128") from None
-    if not buckets or buckets[0] < 8:
-        raise UserError(f"--buckets {text!r}: buckets must be at least 8")
-    if buckets[-1] > seq_len:
-        raise UserError(f"--buckets {text!r}: bucket {buckets[-1]} is longer than --seq_len {seq_len}")
-    if buckets[-1] != seq_len:
-        buckets.append(seq_len)
-    return buckets
+    lengths = sorted(set(int(b) for b in buckets))
+    shown = ",".join(map(str, lengths))
+    if lengths[0] < 8:
+        raise UserError(f"--buckets {shown}: buckets must be at least 8")
+    if lengths[-1] > seq_len:
+        raise UserError(f"--buckets {shown}: bucket {lengths[-1]} is longer than --seq_len {seq_len}")
+    if lengths[-1] != seq_len:
+        lengths.append(seq_len)
+    return lengths
 
 
 RUN_PREFIX = "bert_bin_"
@@ -125,14 +124,14 @@ def stderr_note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: str | None = None,
+def create_bins(input_file, model_dir, save_dir, seq_len: int = 512, buckets: Sequence[int] | None = None,
                 overlap: int | None = None, stamp: str | None = None, show_progress: bool = True,
                 context: str = "sentence") -> BinSet:
     input_file, model_dir, save_dir = Path(input_file), Path(model_dir), Path(save_dir)
     spec = read_model_spec(model_dir)
     if not 8 <= seq_len <= spec.max_positions:
         raise UserError(f"--seq_len {seq_len}: must be between 8 and the model's {spec.max_positions} positions")
-    bucket_list = parse_buckets(buckets, seq_len)
+    bucket_list = bucket_lengths(buckets, seq_len)
     if context not in CONTEXTS:
         raise UserError(f"--context {context!r}: expected one of {', '.join(CONTEXTS)}")
     conll = read_conll_file(input_file)

@@ -58,7 +58,7 @@ def fake_tools(tmp_path, monkeypatch):
 
 def make_bins(tmp_path, tiny_model_dir, sentences, name="bins"):
     data = conll_file(tmp_path / f"{name}.txt", sentences)
-    return create_bins(data, tiny_model_dir, tmp_path / name, seq_len=64, buckets=BUCKETS, show_progress=False)
+    return create_bins(data, tiny_model_dir, tmp_path / name, seq_len=64, buckets=tuple(int(b) for b in BUCKETS.split(",")), show_progress=False)
 
 
 def build_om(tiny_onnx, output, bs=4, buckets=BUCKETS):

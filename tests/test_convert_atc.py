@@ -57,7 +57,7 @@ def test_static_command_line(bert3):
 
 
 def test_gear_command_line_and_ais_bench_dymdims(bert3):
-    plan = atc_mod.plan_atc(model=bert3, batch_size=1, buckets="128,32,64", soc_version=SOC, output="g")
+    plan = atc_mod.plan_atc(model=bert3, batch_size=1, buckets=(128, 32, 64), soc_version=SOC, output="g")
     assert plan.command_line() == (
         f"atc --model={bert3} --framework=5 --output=g --input_format=ND "
         '--input_shape="input_ids:1,-1;attention_mask:1,-1;token_type_ids:1,-1" '
@@ -175,7 +175,7 @@ def test_static_model_shape_must_match(tmp_path):
     with pytest.raises(atc_mod.UserError, match="fixed sequence length 128, not --seq_len 64"):
         atc_mod.plan_atc(model=model, batch_size=1, seq_len=64, soc_version=SOC)
     with pytest.raises(atc_mod.UserError, match="gears need the dynamic export"):
-        atc_mod.plan_atc(model=model, batch_size=1, buckets="32,64", soc_version=SOC)
+        atc_mod.plan_atc(model=model, batch_size=1, buckets=(32, 64), soc_version=SOC)
     assert atc_mod.plan_atc(model=model, batch_size=1, seq_len=128, soc_version=SOC).seq_lens == (128,)
 
 

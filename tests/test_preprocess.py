@@ -174,7 +174,7 @@ def test_buckets_pick_the_smallest_length_that_fits(tmp_path, tiny_model_dir, co
     long_sentence = type(conll_sentences[0])(tuple(w for s in conll_sentences[:20] for w in s.words),
                                              tuple(t for s in conll_sentences[:20] for t in s.tags), 0, ())
     data.write_text(conll_text(conll_sentences[:60] + [long_sentence]), encoding="utf-8")
-    binset = create_bins(data, tiny_model_dir, tmp_path / "out", seq_len=128, buckets="16,32,64",
+    binset = create_bins(data, tiny_model_dir, tmp_path / "out", seq_len=128, buckets=(16, 32, 64),
                          show_progress=False)
     records = [json.loads(l) for l in binset.index_file.read_text().splitlines()[1:]]
     for r in records:

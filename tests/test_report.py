@@ -59,7 +59,7 @@ def scored_run(default_model_dir, conll, tmp_path_factory):
     data.write_text("\n\n".join("\n".join(f"{w} {t}" for w, t in zip(s.words, s.tags)) for s in sentences) + "\n",
                     encoding="utf-8")
     onnx = ensure_onnx(default_model_dir)
-    bins = create_bins(data, default_model_dir, tmp / "bins", seq_len=128, buckets="32,64", show_progress=False)
+    bins = create_bins(data, default_model_dir, tmp / "bins", seq_len=128, buckets=(32, 64), show_progress=False)
     run = run_offline(model=onnx, input=",".join(str(d) for d in bins.input_dirs()), output=tmp / "out",
                       outfmt="NPY", batchsize=8, log=lambda msg: None, progress=False)
     bench = tmp / "benchmark.json"

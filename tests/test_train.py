@@ -157,7 +157,7 @@ def test_trained_folder_goes_through_export_infer_and_scoring(trained, slices, t
 
     onnx_path = tmp_path / "model.onnx"
     export_onnx(model_dir=trained.output_dir, output=onnx_path)
-    binset = create_bins(slices[1], trained.output_dir, tmp_path / "bins", seq_len=128, buckets="32,64",
+    binset = create_bins(slices[1], trained.output_dir, tmp_path / "bins", seq_len=128, buckets=(32, 64),
                          show_progress=False)
     run = run_offline(model=onnx_path, input=",".join(str(d) for d in binset.input_dirs()),
                       output=tmp_path / "result", outfmt="NPY", batchsize=8, log=lambda _: None, progress=False)

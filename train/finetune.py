@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from common.errors import UserError, handle_errors
 from common.metrics import classification_report
+from common.cli import CONTEXT_SETTINGS
 from preprocess.align import Aligner
 from preprocess.conll import read_conll_file
 from preprocess.pipeline import CONTEXTS, stderr_note
@@ -300,7 +301,7 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--base", required=True, help="Local checkpoint folder, or 'minilm' for all-MiniLM-L6-v2.")
 @click.option("--train_file", required=True, type=click.Path(path_type=Path))
 @click.option("--valid_file", required=True, type=click.Path(path_type=Path))
