@@ -14,9 +14,9 @@ from pathlib import Path
 from preprocess.plan import BatchPolicy
 
 from .machine import trim_memory
-from .measure import Context, warmup_set
+from .measure import Context, loaded_and_timed_once
 from .paths import OrtPath
-from .timing import interleave, time_pass
+from .timing import interleave
 
 MIN_PASSES = 3
 NAMES = {"plain": "plain export", "fused": "fused graph (convert.optimize)"}
@@ -30,10 +30,7 @@ def choose_int8_source(ctx: Context, files: dict[str, Path], policy: BatchPolicy
     for graph in ("plain", "fused"):
         path = OrtPath(f"int8_source_{graph}", files[graph], policy, ctx.tokenizer, ctx.spec, what=NAMES[graph],
                        threads=ctx.threads, io_binding=io_binding)
-        path.load()
-        path.predict(warmup_set(ctx, 64))
-        run = (lambda p: lambda: p.predict(sample))(path)
-        jobs.append((run, [time_pass(run)]))
+        jobs.append(loaded_and_timed_once(ctx, path))
         loaded.append(path)
     interleave(jobs, max(passes, MIN_PASSES) - 1)
     for path in loaded:

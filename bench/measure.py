@@ -113,6 +113,15 @@ def finish_record(ctx: Context, record: dict) -> dict:
     return record
 
 
+def loaded_and_timed_once(ctx: Context, path: BenchPath) -> tuple[Callable[[], object], list[float]]:
+    """Load `path`, warm it up on 64 sentences, time one pass over the sample: an `interleave` job."""
+    path.load()
+    path.predict(warmup_set(ctx, 64))
+    sample = ctx.sample
+    run = (lambda p: lambda: p.predict(sample))(path)
+    return run, [time_pass(run)]
+
+
 def batch_table(ctx: Context, model_file: Path, io_binding: bool, repeats: int) -> list[dict]:
     """Sentences/s of one graph at batch sizes 1..64 (sorted by length, no token budget), interleaved."""
     sample = ctx.sample
@@ -120,10 +129,7 @@ def batch_table(ctx: Context, model_file: Path, io_binding: bool, repeats: int) 
     for size in BATCH_TABLE_SIZES:
         path = OrtPath(f"batch{size}", model_file, BatchPolicy(max_rows=size), ctx.tokenizer, ctx.spec, what="",
                        threads=ctx.threads, io_binding=io_binding)
-        path.load()
-        path.predict(warmup_set(ctx, 64))
-        fn = (lambda p: lambda: p.predict(sample))(path)
-        jobs.append((fn, [time_pass(fn)]))
+        jobs.append(loaded_and_timed_once(ctx, path))
         paths.append(path)
     interleave(jobs, repeats - 1)
     rows = []

@@ -148,15 +148,11 @@ def write_json(path, obj, indent: int | None = 2, mode: int | None = None) -> No
     write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n", mode=mode)
 
 
-def remove_if_stale(path) -> bool:
-    """Remove `path` unless a live process holds the lock `create_locked` took on it; True if removed.
-
-    The file is unlinked while this process holds the lock, so a writer that created it an instant
-    ago (and is waiting for its lock) sees the name gone and starts again rather than losing it."""
+def _remove_unless_locked(path, remove, flags: int) -> bool:
+    """Open `path`, and `remove` it unless a live process holds an flock on it; True if removed."""
     try:
-        # O_NONBLOCK: should the name have become a FIFO meanwhile, do not hang on it
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
         return False  # renamed or removed meanwhile: nothing to clean
     except PermissionError:
         return False  # not ours to judge
@@ -166,31 +162,36 @@ def remove_if_stale(path) -> bool:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            return False
-        return True
+        return remove(path)
     finally:
         os.close(fd)
+
+
+def _unlink(path) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _rmtree(path) -> bool:
+    shutil.rmtree(path, ignore_errors=True)
+    return not os.path.exists(path)
+
+
+def remove_if_stale(path) -> bool:
+    """Remove `path` unless a live process holds the lock `create_locked` took on it; True if removed.
+
+    The file is unlinked while this process holds the lock, so a writer that created it an instant
+    ago (and is waiting for its lock) sees the name gone and starts again rather than losing it."""
+    # O_NONBLOCK: should the name have become a FIFO meanwhile, do not hang on it
+    return _remove_unless_locked(path, _unlink, os.O_RDONLY | os.O_NONBLOCK)
 
 
 def _remove_stale_staging_dir(path) -> bool:
     """Remove a staging folder unless a live `staging_dir` block holds its lock; True if removed."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except (FileNotFoundError, PermissionError, NotADirectoryError):
-        return False
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-        shutil.rmtree(path, ignore_errors=True)
-        return not os.path.exists(path)
-    finally:
-        os.close(fd)
+    return _remove_unless_locked(path, _rmtree, os.O_RDONLY)
 
 
 def remove_stale_temporaries(folder) -> int:
