@@ -93,7 +93,7 @@ def read_result(path) -> dict:
 
 
 def read_benchmark(path) -> dict:
-    """A benchmark JSON as {path, meta, tables}: `infer.benchmark`'s (runs, batch_table, acceptance,
+    """A benchmark JSON as {path, meta, tables}: `python -m bench`'s (runs, batch_table, acceptance,
     machine facts), an ais_bench / `python -m infer` summary, or any list of flat objects."""
     path = Path(path)
     if not path.is_file():
@@ -113,7 +113,7 @@ def read_benchmark(path) -> dict:
 # Lists of rows, in the order they are shown; other lists of objects follow in file order.
 _TABLE_KEYS = ("runs", "rows", "results", "configs", "table", "batch_table", "acceptance")
 _METRIC_HINTS = ("sentences_per_s", "sent_per_s", "sentences/s", "throughput", "per_s", "/s")
-# Columns shown first (and the only ones, where a row has many): what infer.benchmark's table shows.
+# Columns shown first (and the only ones, where a row has many): what `python -m bench`'s table shows.
 _PREFERRED = ("name", "id", "criterion", "description", "batch_size", "seq_len", "sentences_per_s", "throughput",
               "gflops", "f1", "f1_on", "label_agreement_vs_torch", "model_mb", "peak_rss_mb", "value", "pass")
 _MAX_COLUMNS = 10

@@ -20,7 +20,7 @@ from postprocess.report import (benchmark_metric, benchmark_rows, benchmark_tabl
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The shape `python -m infer.benchmark --json` writes (runs, batch_table, acceptance, machine facts).
+# The shape `python -m bench --json` writes (runs, batch_table, acceptance, machine facts).
 BENCHMARK = {
     "note": "test fixture: illustrative numbers, not a measurement",
     "command": "python -m infer.benchmark --model_dir models/minilm-l6-conll03 --input_file test.txt --json b.json",
