@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from infer.cli import infer_command
-from test_infer import (N_SAMPLES, _assert_one_line_error, _input_arg, bins, dyn_onnx,  # noqa: F401
+from test_infer import (N_SAMPLES, _assert_one_line_error, _input_arg, bins, bins_copy, dyn_onnx,  # noqa: F401
                         samples, static_case, tokenizer)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,11 +42,6 @@ def _assert_one_line_error_proc(proc, *fragments) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
-
-
-@pytest.fixture
-def bins_copy(bins, tmp_path):
-    return Path(shutil.copytree(bins, tmp_path / "bins"))
 
 
 # ---------------------------------------------------------------------------------------------
