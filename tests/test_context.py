@@ -236,14 +236,10 @@ def test_document_training_labels_each_word_once_in_the_window_that_scores_it(th
         assert [x for x in ex.labels if x != IGNORE_INDEX] == gold
 
 
-# ---------------------------------------------------------------- the shipped document-context model
+# ---------------------------------------------------------------- the shipped model in document context
 
-def test_shipped_document_model_beats_the_sentence_model_on_the_first_test_documents(
-        three_docs, default_model_dir, tmp_path):
-    """The document-context model (windows of 256 tokens, overlap 64, as trained) against the default
-    sentence model in sentence context, both through the file flow, on the first 3 test documents."""
-    assert (DOC_MODEL / "model.safetensors").is_file(), f"{DOC_MODEL} has not been trained yet"
-    document = flow_f1(three_docs, DOC_MODEL, tmp_path / "doc", 256, 64)
-    sentence = flow_f1(three_docs, default_model_dir, tmp_path / "sent", 256, 64, context="sentence")
-    print(f"first 3 test documents: document model {document:.4f}, sentence model {sentence:.4f}")
-    assert document >= sentence
+def test_shipped_model_document_context_f1_on_the_first_test_documents_is_recorded(three_docs, default_model_dir):
+    """The shipped (sentence-trained) model in document context, windows of 256 tokens with overlap 64, on
+    the first 3 CoNLL-2003 test documents: 0.9210 (recorded 2026-11-26). A change of the model, the
+    windows or the decoder moves it; the README's document-context note rests on it."""
+    assert torch_f1(default_model_dir, three_docs, 256, 64) == pytest.approx(0.9209621993127148, abs=1e-9)
