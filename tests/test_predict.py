@@ -117,15 +117,20 @@ def test_word_spans_follow_the_tokenizer(tiny_model_dir):
 
 
 # -- the tiny model: mechanics -----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_copy(tiny_model_dir, tmp_path_factory):
-    """A private copy: the ONNX cache is written inside the model folder."""
-    folder = tmp_path_factory.mktemp("tiny_copy") / "model"
-    shutil.copytree(tiny_model_dir, folder)
+def private_copy(model_dir, folder):
+    """A copy of a checkpoint without the ONNX cache other tests may have left in the shared tiny model."""
+    shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns(".onnx-cache"))
     return folder
 
 
-def test_onnx_cache_exported_once_and_renewed(tiny_copy):
+@pytest.fixture(scope="module")
+def tiny_copy(tiny_model_dir, tmp_path_factory):
+    """A private copy: the ONNX cache is written inside the model folder."""
+    return private_copy(tiny_model_dir, tmp_path_factory.mktemp("tiny_copy") / "model")
+
+
+def test_onnx_cache_exported_once_and_renewed(tiny_model_dir, tmp_path):
+    tiny_copy = private_copy(tiny_model_dir, tmp_path / "model")  # its own: no test before it exported here
     cached = cached_onnx_path(tiny_copy)
     assert not cached.exists()
     with Predictor(tiny_copy) as p:
@@ -289,8 +294,7 @@ def test_cli_html_below_a_regular_file(tiny_copy, tmp_path):
 
 
 def test_read_only_model_folder_caches_the_export_in_the_user_cache(tiny_model_dir, tmp_path):
-    model = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, model)
+    model = private_copy(tiny_model_dir, tmp_path / "model")
     cache = tmp_path / "cache"
     # read-only filesystem (EROFS, not a PermissionError): the export goes to $XDG_CACHE_HOME
     res = run_predict(["--model_dir", str(model), EU], {"XDG_CACHE_HOME": str(cache)}, read_only_mount(model))
@@ -305,8 +309,7 @@ def test_read_only_model_folder_caches_the_export_in_the_user_cache(tiny_model_d
 
 
 def test_no_writable_place_for_the_export_is_one_line(tiny_model_dir, tmp_path):
-    model = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, model)
+    model = private_copy(tiny_model_dir, tmp_path / "model")
     not_a_folder = tmp_path / "cache-is-a-file"
     not_a_folder.write_text("")
     env = {"XDG_CACHE_HOME": str(not_a_folder)}
