@@ -29,14 +29,14 @@ class InputFileError(UserError):
 
 def existing_path(path, what: str, *, folder: bool):
     """`path` as a Path when it exists and is a folder (`folder=True`) or a file; else an InputFileError
-    that says `<what> does not exist` / `<what> is a file, not a folder` / `<what> is not a file`."""
+    that says `<what> does not exist` / `<what> is a file, not a folder` / `<what> is a folder, not a file`."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, f"{what} does not exist")
     if folder and not path.is_dir():
         raise InputFileError(path, f"{what} is a file, not a folder")
     if not folder and not path.is_file():
-        raise InputFileError(path, f"{what} is not a file")
+        raise InputFileError(path, f"{what} is a folder, not a file" if path.is_dir() else f"{what} is not a file")
     return path
 
 
