@@ -74,16 +74,21 @@ def read_predictions(path) -> tuple[list[list[str]], list[list[str]]]:
     return gold, pred
 
 
-def read_result(path) -> dict:
-    path = Path(path)
+def _read_json(path: Path, what: str):
+    """A JSON file the report reads; missing, unreadable or invalid is an InputFileError naming it."""
     if not path.is_file():
-        raise InputFileError(path, "result.json does not exist" if not path.exists() else "is not a file")
+        raise InputFileError(path, f"{what} does not exist" if not path.exists() else "is not a file")
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise InputFileError(path, f"not valid JSON ({err})") from None
     except OSError as err:
         raise InputFileError(path, f"cannot read ({err.strerror})") from None
+
+
+def read_result(path) -> dict:
+    path = Path(path)
+    result = _read_json(path, "result.json")
     if not isinstance(result, dict):
         raise InputFileError(path, "not a bert_metric.py result.json (not a JSON object)")
     missing = [k for k in ("precision", "recall", "f1", "per_type") if k not in result]
@@ -96,14 +101,7 @@ def read_benchmark(path) -> dict:
     """A benchmark JSON as {path, meta, tables}: `python -m bench`'s (runs, batch_table, acceptance,
     machine facts), an ais_bench / `python -m infer` summary, or any list of flat objects."""
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "benchmark JSON does not exist" if not path.exists() else "is not a file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InputFileError(path, f"not valid JSON ({err})") from None
-    except OSError as err:
-        raise InputFileError(path, f"cannot read ({err.strerror})") from None
+    data = _read_json(path, "benchmark JSON")
     tables = benchmark_tables(data)
     if not tables:
         raise InputFileError(path, "holds no benchmark rows (a list of objects, or an object with one)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import staging_dir, write_bytes, write_text
+from common.atomic import staging_dir, write_text
 from common.index_format import sample_record
 
 GEARS_SUBDIR = "gears"
@@ -32,6 +32,15 @@ def current_umask() -> int:
 def input_file_mode() -> int:
     """0644 less the umask, and never group/other write (ais_bench refuses such inputs)."""
     return 0o644 & ~current_umask() & ~GROUP_OTHER_WRITE
+
+
+def write_new_file(path: Path, data: bytes, mode: int) -> None:
+    """A fresh file inside a staging folder: the folder is what appears atomically, so each file needs
+    no temporary of its own; `mode` is set exactly (fchmod), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+    os.fchmod(fd, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 def make_input_dir(path: Path) -> Path:
@@ -117,7 +126,7 @@ def write_binset(save_dir: Path, stamp: str, samples, sentence_labels, header: d
                 for input_name, array in pad_row(sample, length, pad_id, input_names).items():
                     # little-endian int64, C order, no header: what ais_bench and ATC expect
                     files.append(tmp_dir / input_name / f"{input_name}_{i}_{i}.bin")
-                    write_bytes(files[-1], array.astype("<i8").tobytes(), mode=mode)
+                    write_new_file(files[-1], array.astype("<i8").tobytes(), mode)
                 files_by_length[length].append(tuple(files))
                 index_lines.append(sample_record(header, sample=i, sentence=sample.sentence, length=length,
                                                  tokens=sample.tokens, scored=sample.scored_words()))
