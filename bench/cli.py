@@ -67,7 +67,7 @@ from common.cli import CONTEXT_SETTINGS, parse_lengths, model_dir_option
 from .models import INT8_SOURCES
 from .paths import DEFAULT_POLICY, PATHS
 from .report import markdown, plot
-from .run import DEFAULT_BUCKETS, run_benchmark
+from .run import DEFAULT_BUCKETS, DEFAULT_OV_STREAMS, run_benchmark
 
 INVALID_RUN_EXIT = 3  # measured, written, but a path beat its peak: not 1 (an error) nor 2 (a usage error)
 
@@ -103,6 +103,8 @@ INVALID_RUN_EXIT = 3  # measured, written, but a path beat its peak: not 1 (an e
               help="Graph the ORT INT8 paths quantize: auto times plain vs fused and takes the faster.")
 @click.option("--buckets", default=",".join(map(str, DEFAULT_BUCKETS)), show_default=True,
               help="bin_create --buckets of the file flow.")
+@click.option("--ov_streams", type=click.IntRange(1), default=DEFAULT_OV_STREAMS, show_default=True,
+              help="OpenVINO streams of the ov_* paths (batches in flight; 1: one synchronous request).")
 @click.option("--no_batch_table", is_flag=True)
 @click.option("--no_file_flow", is_flag=True)
 @handle_errors

@@ -1,4 +1,8 @@
-"""The file-based flow on the whole file: bin_create --buckets -> python -m infer -> bert_metric, each stage timed."""
+"""The file-based flow on the whole file: bin_create --buckets -> python -m infer -> bert_metric, each stage timed.
+
+infer regroups the samples by real length under the in-process paths' token budget (`--max_tokens`,
+`infer.repack`): the length buckets then cost bytes on disk, not compute, and the flow runs the
+batches the in-process engine runs."""
 from __future__ import annotations
 
 import tempfile
@@ -12,7 +16,8 @@ from preprocess.pipeline import create_bins
 from .measure import Context
 
 
-def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[int, ...], batchsize: int) -> dict:
+def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[int, ...], batchsize: int,
+              max_tokens: int | None) -> dict:
     """The three stages in process (the library calls behind the commands), and the commands themselves."""
     flow_dir = Path(tempfile.mkdtemp(prefix="file_flow_", dir=work_dir))
     shown = ",".join(map(str, buckets))
@@ -21,7 +26,8 @@ def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[
                          show_progress=False)
     t1 = time.perf_counter()
     run = run_offline(model=model_file, input=",".join(str(d) for d in binset.input_dirs()),
-                      output=flow_dir / "result", outfmt="BIN", batchsize=batchsize, log=lambda _: None, progress=False)
+                      output=flow_dir / "result", outfmt="BIN", batchsize=batchsize, max_tokens=max_tokens, log=lambda _: None,
+                      progress=False)
     t2 = time.perf_counter()
     scored = score_run(run.out_dir, binset.anno_file)
     t3 = time.perf_counter()
@@ -30,9 +36,9 @@ def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[
     command = (f"python bin_create.py --input_file {ctx.input_file} --model_name_from_hub {ctx.model_dir} "
                f"--save_dir BIN --buckets {shown} && python -m infer --model {model_file} --input "
                f"\"{','.join('BIN/bert_bin_<ts>/' + name for name in ctx.spec.input_names)}\" --output OUT "
-               f"--outfmt BIN --batchsize {batchsize} && python bert_metric.py --result_dir OUT/<ts> "
+               f"--outfmt BIN --batchsize {batchsize}{f' --max_tokens {max_tokens}' if max_tokens else ''} && python bert_metric.py --result_dir OUT/<ts> "
                "--anno_file BIN/bert_bin_<ts>.anno")
-    return {"model_file": str(model_file), "buckets": shown, "batchsize": batchsize, "sentences": n,
+    return {"model_file": str(model_file), "buckets": shown, "batchsize": batchsize, "max_tokens": max_tokens, "sentences": n,
             "samples": run.total, "stages": stages, "total_s": sum(stages.values()),
             "sentences_per_s": n / sum(stages.values()),
             "infer_sentences_per_s": n / stages["infer_s"], "throughput_ais_bench": run.summary["throughput"],

@@ -184,23 +184,25 @@ class OpenVinoPath(EnginePath):
     """A graph (the plain ONNX export, or an IR) on OpenVINO's CPU plugin at `precision` (f32 / bf16 / auto)."""
 
     def __init__(self, name: str, model_file: Path, policy: BatchPolicy, tokenizer, spec, what: str, *,
-                 precision: str, threads: Optional[int] = None, capabilities: Optional[CpuCapabilities] = None):
+                 precision: str, threads: Optional[int] = None, capabilities: Optional[CpuCapabilities] = None,
+                 streams: int = 1):
         super().__init__(name, policy, tokenizer, spec)
         self.model_file, self.precision, self.threads = Path(model_file), precision, threads
-        self.capabilities = capabilities
-        self.description = f"{what}, {policy.describe()}"
+        self.capabilities, self.streams = capabilities, streams
+        in_flight = f", {streams} streams (batches in flight)" if streams > 1 else ""
+        self.description = f"{what}{in_flight}, {policy.describe()}"
         self.compiled_precision: Optional[str] = None
 
     def make_runner(self):
         return OpenVinoRunner.from_path(self.model_file, precision=self.precision, threads=self.threads,
-                                        capabilities=self.capabilities)
+                                        capabilities=self.capabilities, streams=self.streams)
 
     def load(self) -> None:
         super().load()
         self.compiled_precision = self.runner.precision  # read back from the compiled model
 
     def facts(self) -> dict:
-        return {"openvino_precision": self.compiled_precision}
+        return {"openvino_precision": self.compiled_precision, "openvino_streams": self.streams}
 
 
 def agreement(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> float:

@@ -63,7 +63,8 @@ def markdown(result: dict) -> str:
         st = flow["stages"]
         lines += [
             f"File-based flow on the whole file ({flow['sentences']} sentences, buckets {flow['buckets']}, "
-            f"batch {flow['batchsize']}): bin_create {st['bin_create_s']:.1f} s, infer {st['infer_s']:.1f} s, "
+            f"batch {flow['batchsize']}{_regrouped(flow)}): bin_create {st['bin_create_s']:.1f} s, "
+            f"infer {st['infer_s']:.1f} s, "
             f"bert_metric {st['bert_metric_s']:.1f} s; F1 {100 * flow['f1']:.2f} " + (
                 "(in-process F1 scored on the sample only: not compared)." if flow["f1_in_process"] is None else
                 f"({'same as' if flow['same_f1'] else 'DIFFERS from'} in-process {flow['in_process_path']} "
@@ -157,3 +158,7 @@ def plot(result: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _regrouped(flow: dict) -> str:
+    return f", regrouped by real length up to {flow['max_tokens']} padded tokens" if flow.get("max_tokens") else ""

@@ -37,6 +37,8 @@ from .peaks import PeakSet, kernels_for, peak_violations
 from .timing import interleave, time_pass
 
 DEFAULT_BUCKETS = (16, 24, 32, 48, 64, 96, 128, 256)
+# OpenVINO paths keep two batches in flight (`runners.openvino`): +10% for NNCF INT8 on 2 cores, f32 level
+DEFAULT_OV_STREAMS = 2
 MEMORY_NOTE = ("peak_rss_mb = peak RSS while the path loads, warms up, runs and scores minus RSS before it "
                "(same process; gc + malloc_trim before, VmHWM reset via /proc/self/clear_refs)")
 PEAK_RULE = ("per precision, the best MatMul timing over every kernel (fp32: ONNX Runtime and OpenVINO; bf16: "
@@ -45,9 +47,11 @@ PEAK_RULE = ("per precision, the best MatMul timing over every kernel (fp32: ONN
 
 
 def make_paths(ctx: Context, files: dict[str, Path], policy: BatchPolicy, io_binding: bool,
-               capabilities: Optional[CpuCapabilities] = None, int8_graph: str = "fused") -> dict[str, BenchPath]:
+               capabilities: Optional[CpuCapabilities] = None, int8_graph: str = "fused",
+               ov_streams: int = 1) -> dict[str, BenchPath]:
     common = dict(tokenizer=ctx.tokenizer, spec=ctx.spec, threads=ctx.threads, io_binding=io_binding)
-    ov = dict(tokenizer=ctx.tokenizer, spec=ctx.spec, threads=ctx.threads, capabilities=capabilities)
+    ov = dict(tokenizer=ctx.tokenizer, spec=ctx.spec, threads=ctx.threads, capabilities=capabilities,
+              streams=ov_streams)
     source = {"plain": "plain export", "fused": "fused graph"}[int8_graph]
     return {
         "hf_pipeline": PipelinePath(ctx.model_dir, ctx.threads),
@@ -141,8 +145,9 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
                   repeats: int = 5, warmup: int = 64, f1_scope: str = "file", paths=PATHS,
                   max_rows: int = DEFAULT_POLICY.max_rows, max_tokens: Optional[int] = DEFAULT_POLICY.max_tokens,
                   io_binding: bool = False, calib_file=None, calib_sentences: int = 300, eval_file=None,
-                  int8_source: str = "auto", buckets: tuple[int, ...] = DEFAULT_BUCKETS, flow_batchsize: int = 16,
-                  with_batch_table: bool = True, with_file_flow: bool = True, peak_shapes=None,
+                  int8_source: str = "auto", buckets: tuple[int, ...] = DEFAULT_BUCKETS,
+                  ov_streams: int = DEFAULT_OV_STREAMS, with_batch_table: bool = True, with_file_flow: bool = True,
+                  peak_shapes=None,
                   capabilities: Optional[CpuCapabilities] = None, command: str = "", log=click.echo) -> dict:
     started = time.perf_counter()
     unknown = [p for p in paths if p not in PATHS]
@@ -172,7 +177,8 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
     peaks = PeakSet(peak_shapes or peak_mod.DEFAULT_SHAPES, kernels_for(precisions, openvino=openvino_missing is None),
                     threads=ctx.threads, capabilities=capabilities)
     records, predictions, load = measure_paths(
-        ctx, make_paths(ctx, files, policy, io_binding, capabilities, int8_graph), names, repeats=repeats,
+        ctx, make_paths(ctx, files, policy, io_binding, capabilities, int8_graph, ov_streams), names,
+        repeats=repeats,
         warmup=warmup, f1_scope=f1_scope, peaks=peaks)
 
     # the batch table and the file flow use the fused graph (the one to deploy), else the plain export
@@ -182,7 +188,8 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
     flow = None
     if with_file_flow and best_ort_fp32:
         log(f"[file flow] bin_create --buckets {','.join(map(str, buckets))} -> infer -> bert_metric on {input_file.name}")
-        flow = file_flow(ctx, Path(best_ort_fp32["model_file"]), work, buckets=buckets, batchsize=flow_batchsize)
+        flow = file_flow(ctx, Path(best_ort_fp32["model_file"]), work, buckets=buckets, batchsize=max_rows,
+                         max_tokens=max_tokens)
         compare_flow(flow, best_ort_fp32)
         log(f"[file flow] F1 {100 * flow['f1']:.2f}, in process "
             f"{'-' if flow['f1_in_process'] is None else round(100 * flow['f1_in_process'], 2)}, {flow['total_s']:.1f} s")
@@ -211,7 +218,7 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
                  "seed": seed, "sample_word_pieces": ctx.sample_tokens,
                  "sample_mean_word_pieces": ctx.sample_tokens / max(1, len(ctx.sample_idx)),
                  "sample_gflop": ctx.sample_flops / 1e9},
-        "batching": {"policy": policy.describe(), "old_recipe": OLD_RECIPE.describe()},
+        "batching": {"policy": policy.describe(), "old_recipe": OLD_RECIPE.describe(), "openvino_streams": ov_streams},
         "build": build_info,
         "runs": runs,
         "skipped": [{"name": name, "reason": skipped[name]} for name in PATHS if name in skipped],

@@ -5,7 +5,7 @@ The steps, each vectorised where it counts:
    are windowed by `preprocess.align.Aligner` (every word scored once, as `bin_create.py` does);
 2. `preprocess.plan.plan`: rows sorted by length and cut into batches that pad little (a token
    budget and a row cap), or, for the old recipe, fixed batches in file order padded to one length;
-3. per batch: padded int64 inputs (`common.feeds`), one `runner.infer(feed)` call, and the
+3. per batch: padded int64 inputs (`common.feeds`), run in order by `runner.infer_many`, and the
    logits read at the scored positions only (`preprocess.encode.word_label_ids`);
 4. the flat per-word label ids cut back into tags per sentence.
 
@@ -30,6 +30,7 @@ from common.model_spec import OUTPUT_NAME
 from preprocess.align import Aligner
 from preprocess.encode import Rows, encode, label_names, split_per_sentence, word_label_ids, word_label_probs
 from preprocess.plan import BatchPolicy, batch_feed, plan
+from runners.base import infer_in_order
 
 CONTEXTS = ("sentence", "document")
 Documents = Optional[Sequence[Sequence[int]]]
@@ -80,17 +81,17 @@ class Engine:
             return encode(self.tokenizer, sentences, self.max_len, self.aligner, documents=groups)
         return encode(self.tokenizer, sentences, self.max_len, self.aligner)
 
-    def _logits(self, feed) -> np.ndarray:
-        outputs = self.runner.infer(feed) if self.check_inputs else self.runner.infer(feed, check_inputs=False)
-        return outputs[self.output_name]
-
     def label_ids(self, rows: Rows, with_probs: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Label id of every word (flat; `rows.offsets` splits it per sentence), and with `with_probs`
         the probability of each chosen label."""
         ids = np.full(rows.num_words, -1, dtype=np.int64)
         probs = np.zeros(rows.num_words, dtype=np.float64) if with_probs else None
-        for batch in plan(rows, self.policy):
-            logits = self._logits(batch_feed(rows, batch, self.input_names, self.pad_id))
+        batches = plan(rows, self.policy)
+        # feeds are built as the runner asks for them: with streams, the next batch runs while this one decodes
+        feeds = (batch_feed(rows, batch, self.input_names, self.pad_id) for batch in batches)
+        # run to the end (not zip, which leaves the runner's generator suspended after the last batch)
+        for index, outputs in enumerate(infer_in_order(self.runner, feeds, self.check_inputs)):
+            batch, logits = batches[index], outputs[self.output_name]
             if with_probs:
                 ids[batch.word_slot], probs[batch.word_slot] = word_label_probs(logits, batch.word_row, batch.word_pos)
             else:

@@ -41,10 +41,14 @@ from .offline import BACKENDS, OUTFMTS, PRECISIONS, check_model_path, run_offlin
               help="onnxrt: ONNX Runtime; openvino: OpenVINO (.onnx or IR .xml); auto: openvino for .xml, else onnxrt.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="f32", show_default=True,
               help="--backend openvino: f32 (the fp32 logits), bf16 (where the CPU has it), auto (bf16 if present).")
+@click.option("--max_tokens", type=int, default=None,
+              help="Dynamic graphs: regroup the samples by real length (where the attention mask ends), "
+                   "batches of up to this many padded tokens (--batchsize caps the rows); default: "
+                   "ais_bench's batches by length on disk.")
 @click.pass_context
 @handle_errors
 def infer_command(ctx, model, input_, output, output_dirname, outfmt, batchsize, loop, warmup_count, device,
-                  seq_len, display_all_summary, backend, precision):
+                  seq_len, display_all_summary, backend, precision, max_tokens):
     """Batch offline inference with ais_bench's flags and output layout."""
     if output_dirname is not None and output is None:
         raise UserError("--output_dirname needs --output (as in ais_bench)")
@@ -53,6 +57,9 @@ def infer_command(ctx, model, input_, output, output_dirname, outfmt, batchsize,
                  warmup_count=warmup_count, device=device, output_dirname=output_dirname,
                  display_all_summary=display_all_summary)
 
+    if max_tokens is not None and (is_om_model(model) or input_ is None):
+        raise UserError("--max_tokens regroups the samples of --input for a dynamic ONNX/IR graph"
+                        + ("; an OM's gears fix its shapes" if is_om_model(model) else ""))
     if is_om_model(model):
         sys.exit(run_ais_bench(model=model, input=input_, seq_len=seq_len, **flags))
     flags["runner_factory"] = runner_factory_for(model, backend, precision)
@@ -63,7 +70,7 @@ def infer_command(ctx, model, input_, output, output_dirname, outfmt, batchsize,
         if seq_len is not None:
             raise UserError("--seq_len only shapes the zero inputs; with --input the lengths come from the files")
         # the bar goes to stderr even in a log file: a long run is never silent (rate and ETA)
-        run_offline(model=model, input=input_, argv=argv, progress=True, **flags)
+        run_offline(model=model, input=input_, argv=argv, progress=True, max_tokens=max_tokens, **flags)
 
 
 def main() -> None:

@@ -61,11 +61,17 @@ class SampleFiles:
 
 @dataclass(frozen=True)
 class Batch:
-    """Samples of one length run together; `rows` >= len(samples), the rest is padding."""
+    """Samples run together at one length; `rows` >= len(samples), the rest is padding.
+
+    `file_lengths`, `real_lengths`: set when the samples were regrouped by their real lengths
+    (`infer.repack`): each sample's length on disk, which its output file keeps, and where its attention
+    mask ends (`length` is then the batch's longest real length, shorter than some files)."""
 
     length: int
     samples: tuple[SampleFiles, ...]
     rows: int
+    file_lengths: Optional[tuple[int, ...]] = None
+    real_lengths: Optional[tuple[int, ...]] = None
 
 
 def parse_input_arg(input_arg: str) -> list[Path]:

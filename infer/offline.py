@@ -40,6 +40,7 @@ from .inputs import (check_batch_token_ids, check_folders_match_model, fixes_bat
 from runners.base import BaseRunner
 from runners.onnxrt import OrtRunner
 from runners.openvino import OpenVinoRunner
+from .repack import check_repackable, repack
 from .summary import build_summary, summary_lines
 from .token_ids import embedding_table_rows
 from .writer import BackgroundWriter, InlineWriter, write_batch_outputs, written_dtype, written_shape
@@ -136,20 +137,24 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
                 display_all_summary: bool = False, argv: Optional[Sequence[str]] = None,
                 runner_factory: Callable[[Path, int], BaseRunner] = _default_runner,
                 log: Callable[[str], None] = click.echo, progress: Optional[bool] = None,
-                background_writes: bool = True) -> RunResult:
+                background_writes: bool = True, max_tokens: Optional[int] = None) -> RunResult:
     """Run every sample of the input folders through the model; see the module docstring.
 
     `progress`: True draws the bar on stderr, False never, None only on a terminal.
     `background_writes`: outputs are written by a writer thread while the next batch runs (False: in line;
     the files are the same byte for byte).
+    `max_tokens`: regroup the samples by real length under this padded-token budget (`infer.repack`;
+    `batchsize` is then the row cap); None runs them by length on disk, as ais_bench does.
     """
     outfmt = _check_common(outfmt, loop, warmup_count, batchsize)
+    if max_tokens is not None and max_tokens < 1:
+        raise UserError("--max_tokens must be at least 1")
     model = check_model_path(model)
     folders = parse_input_arg(input)
     samples = pair_samples(folders)
     args = list(argv) if argv is not None else canonical_argv(
         model=model, input=input, output=output, outfmt=outfmt, batchsize=batchsize, loop=loop,
-        warmup_count=warmup_count, device=device, output_dirname=output_dirname)
+        warmup_count=warmup_count, device=device, output_dirname=output_dirname, max_tokens=max_tokens)
     result = RunResult(total=len(samples))
     started = time.perf_counter()
 
@@ -161,6 +166,8 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
             f"{', '.join(getattr(runner, 'providers', []) or ['?'])}")
         check_folders_match_model(folders, metas)
         lengths = dict(zip((s.index for s in samples), sample_lengths(samples, metas)))
+        if max_tokens is not None:
+            check_repackable(metas, model)
         rows = model_batchsize(metas, batchsize)
 
         folder, manifest, pending = None, None, list(samples)
@@ -181,10 +188,16 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
         # every file read and checked once, before anything is created; the feeds are kept for the run
         table_rows = embedding_table_rows(model)
         feeds = load_checked_batches(batches, metas, table_rows)
+        if max_tokens is not None and None not in feeds:
+            batches, feeds = repack(batches, feeds, metas, max_tokens, batchsize or max_tokens)
+        elif max_tokens is not None:
+            log("[INFO] --max_tokens: the inputs are too large to keep in memory; batches by length on disk")
         log(f"[INFO] checked the token ids of {len(pending)} samples in {time.perf_counter() - step:.1f} s "
             f"(inputs read once{'' if None not in feeds else '; too large to keep, read again while running'})")
-        log(f"[INFO] {len(pending)} samples in {len(batches)} batch(es) of up to {rows} "
-            f"(lengths {', '.join(str(n) for n in sorted({b.length for b in batches}))})")
+        regrouped = bool(batches) and batches[0].file_lengths is not None
+        log(f"[INFO] {len(pending)} samples in {len(batches)} batch(es) " + (
+            f"regrouped by real length, up to {max_tokens} padded tokens" if regrouped else
+            f"of up to {rows} (lengths {', '.join(str(n) for n in sorted({b.length for b in batches}))})"))
 
         if output is not None and folder is None:
             # Created only now, after every input file passed validation: a failed run leaves nothing.
@@ -200,6 +213,8 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
         first_of_shape = {}
         for batch, feed in zip(batches, feeds):
             first_of_shape.setdefault(batch.length, (batch, feed))
+        if regrouped:  # shapes vary from batch to batch: the longest (the last) warms up
+            first_of_shape = {0: (batches[-1], feeds[-1])}
         _warmup(runner, [feed if feed is not None else load_batch(batch, metas)
                          for batch, feed in first_of_shape.values()], warmup_count)
         log(f"[INFO] warm up {warmup_count} done ({time.perf_counter() - step:.1f} s)")

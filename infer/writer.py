@@ -58,9 +58,22 @@ def write_batch_outputs(folder: Path, batch, results: dict, out_metas: Sequence[
         # Rows past len(batch.samples) are padding: never written.
         for row, sample in enumerate(batch.samples):
             path = out.output_path(folder, sample.stem, index, outfmt)
-            out.write_array(path, array[row:row + 1], outfmt)
+            out.write_array(path, _to_file_length(array[row:row + 1], batch, row, meta), outfmt)
             written.append(path)
     return written
+
+
+def _to_file_length(sample_output: np.ndarray, batch, row: int, meta: TensorMeta) -> np.ndarray:
+    """A regrouped batch ran each sample only up to the batch's longest real length: the output file
+    keeps the sample's length on disk (the layout an untrimmed run writes), and every position past
+    the sample's own real length holds 0 (padding: masked out of attention, never scored)."""
+    if batch.file_lengths is None or sample_output.ndim < 2 or TensorMeta.is_static(meta.shape[1]):
+        return sample_output
+    real = batch.real_lengths[row]
+    full = np.zeros((sample_output.shape[0], batch.file_lengths[row], *sample_output.shape[2:]),
+                    dtype=sample_output.dtype)
+    full[:, :real] = sample_output[:, :real]
+    return full
 
 
 class InlineWriter:

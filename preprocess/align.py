@@ -80,6 +80,24 @@ class Aligner:
             first.setdefault(w, pos)
         return list(enc["input_ids"]), [first[i] for i in range(len(words))]
 
+    def word_pieces_many(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[int], list[int]]]:
+        """`word_pieces` of many sentences from one call of the fast tokenizer (it batches them)."""
+        word_lists = [list(words) for words in sentences]
+        if not word_lists:
+            return []
+        enc = self.tokenizer(word_lists, is_split_into_words=True, add_special_tokens=False)
+        out = []
+        for i, words in enumerate(word_lists):
+            word_ids = enc.word_ids(i)
+            if len(set(word_ids)) < len(words):  # a word that became nothing: the slow path swaps in [UNK]
+                out.append(self.word_pieces(words))
+                continue
+            first = {}
+            for pos, w in enumerate(word_ids):
+                first.setdefault(w, pos)
+            out.append((list(enc["input_ids"][i]), [first[w] for w in range(len(words))]))
+        return out
+
     def window_starts(self, n_tokens: int) -> list[int]:
         if n_tokens <= self.content:
             return [0]
@@ -92,17 +110,20 @@ class Aligner:
         """One sentence on its own (sentence context)."""
         return self.document_samples([(sentence_id, words)])
 
-    def document_samples(self, sentences: Sequence[tuple[int, Sequence[str]]]) -> list[Sample]:
+    def document_samples(self, sentences: Sequence[tuple[int, Sequence[str]]],
+                         pieces: Sequence[tuple[list[int], list[int]]] | None = None) -> list[Sample]:
         """The sentences of one document, `(sentence id, words)` in order, as one token sequence cut
-        into windows; every word of every sentence is scored exactly once."""
+        into windows; every word of every sentence is scored exactly once. `pieces`: their
+        `word_pieces`, when the caller tokenised them already."""
+        if pieces is None:
+            pieces = self.word_pieces_many([sentence_words for _, sentence_words in sentences])
         ids: list[int] = []
         words: list[tuple[int, int, int]] = []  # (sentence, word, first sub-token in `ids`)
         token_sentence: list[int] = []
-        for sentence_id, sentence_words in sentences:
-            pieces, first_pos = self.word_pieces(sentence_words)
+        for (sentence_id, _), (token_ids, first_pos) in zip(sentences, pieces):
             words.extend((sentence_id, w, len(ids) + p) for w, p in enumerate(first_pos))
-            token_sentence.extend([sentence_id] * len(pieces))
-            ids.extend(pieces)
+            token_sentence.extend([sentence_id] * len(token_ids))
+            ids.extend(token_ids)
         return self._windows(ids, words, token_sentence, sentences[0][0] if sentences else 0)
 
     def documents_samples(self, documents: Sequence[Sequence[tuple[int, Sequence[str]]]]) -> list[Sample]:

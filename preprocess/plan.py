@@ -50,11 +50,15 @@ class RowBatch:
     word_slot: np.ndarray
 
 
-def plan(rows: Rows, policy: BatchPolicy) -> list[RowBatch]:
-    order = np.argsort(rows.lengths, kind="stable") if policy.sort else np.arange(rows.num_rows)
+def group_by_budget(lengths: Sequence[int], policy: BatchPolicy) -> list[tuple[list[int], int]]:
+    """Indices of `lengths` cut into batches under the policy's row cap and padded-token budget
+    (sorted by length first when `policy.sort`); each batch with the length it is padded to.
+    The one batching rule: the engine's rows and `python -m infer --max_tokens`'s samples."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lengths, kind="stable") if policy.sort else np.arange(len(lengths))
     groups, current, longest = [], [], 0
     for r in order.tolist():
-        n = int(rows.lengths[r])
+        n = int(lengths[r])
         if policy.pad_to and n > policy.pad_to:
             raise ValueError(f"row of {n} tokens does not fit the fixed length {policy.pad_to}")
         grow = max(longest, n) if not policy.pad_to else policy.pad_to
@@ -66,6 +70,11 @@ def plan(rows: Rows, policy: BatchPolicy) -> list[RowBatch]:
         longest = max(longest, n)
     if current:
         groups.append((current, policy.pad_to or longest))
+    return groups
+
+
+def plan(rows: Rows, policy: BatchPolicy) -> list[RowBatch]:
+    groups = group_by_budget(rows.lengths, policy)
 
     # the scored words of each batch, found once with one sort of the word table
     word_order = np.argsort(rows.word_row, kind="stable")

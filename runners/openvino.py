@@ -8,14 +8,19 @@ INT8 IR (NNCF) keeps its int8 layers; the hint then decides the precision of the
 Shapes: the model's own, dynamic for our exports. A trial here found dynamic shapes faster than static
 or length-bucketed ones (static took 0.76-0.79x the throughput), so nothing is reshaped.
 
-One synchronous infer request with the LATENCY hint (one stream, all threads on one batch): the
-engine feeds one batch at a time. The model is read and compiled in `activate()`, not before.
+Streams: by default one synchronous infer request with the LATENCY hint (one stream, all threads on
+one batch): the lowest latency for one batch. `streams=N` (N > 1) compiles N streams that share the
+threads (THROUGHPUT hint) and `infer_many` keeps N requests in flight: no thread waits for another
+inside a small op, and the caller decodes one batch while the next runs. Measured here (2 cores, NNCF
+INT8 model, 500 CoNLL sentences): 2 streams ran 1225 sentences/s against 1113 for one stream (model
+calls only); f32 gained nothing (425 vs 413). The model is read and compiled in `activate()`.
 """
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Mapping, Optional
+from collections import deque
+from typing import Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -91,8 +96,12 @@ class CompiledModelFromPath:
     so a test can play a CPU without BF16; `config`: extra compile properties."""
 
     def __init__(self, model_path, precision: str = "auto", threads: Optional[int] = None,
-                 capabilities: Optional[CpuCapabilities] = None, config: Optional[Mapping[str, str]] = None):
+                 capabilities: Optional[CpuCapabilities] = None, config: Optional[Mapping[str, str]] = None,
+                 streams: int = 1):
+        if streams < 1:
+            raise UserError(f"--streams {streams}: give at least 1")
         self.model_path = Path(model_path)
+        self.streams = streams
         self.requested_precision = precision
         self.threads = threads
         self.capabilities = capabilities
@@ -113,9 +122,9 @@ class CompiledModelFromPath:
         self.output_names = [port.get_any_name() for port in model.outputs]
         properties = {
             "INFERENCE_PRECISION_HINT": self.precision,
-            # one stream: every thread works on the one batch in flight (the engine is synchronous)
-            "PERFORMANCE_HINT": "LATENCY",
-            "NUM_STREAMS": "1",
+            # one stream: every thread works on the one batch in flight; more: requests in flight share them
+            "PERFORMANCE_HINT": "LATENCY" if self.streams == 1 else "THROUGHPUT",
+            "NUM_STREAMS": str(self.streams),
             # one thread per physical core: hyper-threads only fight over the same FMA units in GEMMs
             "INFERENCE_NUM_THREADS": str(self.threads or physical_cores()),
             **self.config,
@@ -148,9 +157,9 @@ class OpenVinoRunner(BaseRunner):
     @classmethod
     def from_path(cls, model_path, *, precision: str = "auto", threads: Optional[int] = None,
                   capabilities: Optional[CpuCapabilities] = None,
-                  config: Optional[Mapping[str, str]] = None) -> "OpenVinoRunner":
+                  config: Optional[Mapping[str, str]] = None, streams: int = 1) -> "OpenVinoRunner":
         loader = CompiledModelFromPath(model_path, precision=precision, threads=threads,
-                                       capabilities=capabilities, config=config)
+                                       capabilities=capabilities, config=config, streams=streams)
         return cls(loader, name=f"openvino[{Path(model_path).name}]")
 
     def activate_impl(self) -> None:
@@ -183,12 +192,52 @@ class OpenVinoRunner(BaseRunner):
     def infer_impl(self, feed_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         # share_inputs: OpenVINO reads the numpy buffers in place; outputs are copied (the request is reused)
         results = self.request.infer(dict(feed_dict), share_inputs=True)
+        return self._copy_outputs(lambda port: results[port], copy=False)  # `infer` returned copies
+
+    def _copy_outputs(self, tensor_of, copy: bool = True) -> dict[str, np.ndarray]:
         outputs = {}
         for name, port in self._outputs:
-            array = results[port]
+            array = np.array(tensor_of(port), copy=copy)
             # float outputs as float32 whatever the inference precision (the logits are scored in f32)
             outputs[name] = array.astype(np.float32, copy=False) if np.issubdtype(array.dtype, np.floating) else array
         return outputs
+
+    @property
+    def streams(self) -> int:
+        return getattr(self._compiled_arg, "streams", 1)
+
+    def infer_many(self, feeds: Iterable[Mapping[str, np.ndarray]],
+                   check_inputs: bool = True) -> Iterator[dict[str, np.ndarray]]:
+        """With streams, up to `streams` requests in flight; outputs still come in the feeds' order.
+
+        Requests are waited on and read in this thread, in the order they were started: no Python
+        callback runs on OpenVINO's threads (a garbage collection there may free another OpenVINO
+        object from inside OpenVINO's own executor, which aborts the process)."""
+        if self.streams == 1:
+            yield from super().infer_many(feeds, check_inputs=check_inputs)
+            return
+        self._require_active("infer_many()")
+        requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
+        in_flight: deque = deque()  # (request, feed): a feed is kept alive while OpenVINO reads it in place
+        try:
+            for index, feed in enumerate(feeds):
+                if check_inputs:
+                    self.check_feed(feed)
+                if len(in_flight) == len(requests):  # the oldest request is the one to reuse
+                    yield self._wait_for(in_flight.popleft()[0])
+                request = requests[index % len(requests)]
+                feed = dict(feed)
+                request.start_async(feed, share_inputs=True)
+                in_flight.append((request, feed))
+            while in_flight:
+                yield self._wait_for(in_flight.popleft()[0])
+        finally:
+            for request, _ in in_flight:  # a caller that stops early: no request may still read a freed feed
+                request.wait()
+
+    def _wait_for(self, request) -> dict[str, np.ndarray]:
+        request.wait()
+        return self._copy_outputs(lambda port: request.get_tensor(port).data)
 
     def deactivate_impl(self) -> None:
         self.request = None

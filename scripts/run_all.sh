@@ -3,7 +3,7 @@
 #   bin_create.py -> convert.export -> fix_onnx.py -> (onnxsim + convert_om.sh --dry-run) -> infer -> bert_metric.py
 # Usage: bash scripts/run_all.sh [--model_dir DIR] [--input_file FILE] [--work_dir DIR]
 #                                [--seq_len 512] [--buckets 16,20,...,256] [--batchsize 32]
-#                                [--soc_version Ascend310P3]
+#                                [--max_tokens 512] [--soc_version Ascend310P3]
 # With no arguments: the project's default model on CoNLL-2003 test ($NER_DATA_DIR/test.txt, default
 # ../shared/data/conll2003/test.txt), else on samples/sample.conll. A rerun with the same --work_dir
 # reuses finished stages (inputs, ONNX graphs, inference outputs) instead of redoing them.
@@ -17,6 +17,9 @@ export HF_HUB_OFFLINE=1
 # benchmark's buckets with batch 16, in alternating runs on a loaded 2-core machine
 model_dir=""; input_file=""; work_dir=""; seq_len=512; buckets="16,20,24,28,32,40,48,56,64,80,96,128,192,256"
 batchsize=32
+# infer regroups the samples by real length under this token budget (infer.repack): the budget the
+# benchmark's in-process paths run best with (bench/paths.py DEFAULT_POLICY); 0 = ais_bench's batches
+max_tokens=512
 soc_version="Ascend310P3"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -26,6 +29,7 @@ while [ $# -gt 0 ]; do
     --seq_len) seq_len="$2"; shift 2 ;;
     --buckets) buckets="$2"; shift 2 ;;
     --batchsize) batchsize="$2"; shift 2 ;;
+    --max_tokens) max_tokens="$2"; shift 2 ;;
     --soc_version) soc_version="$2"; shift 2 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -77,7 +81,7 @@ bash convert_om.sh --model "$work_dir/model_fix.onnx" --bs "$batchsize" "${shape
 
 stage "5/6 inference: python -m infer (ONNX Runtime)"
 python -m infer --model "$work_dir/model_fix.onnx" --input "$inputs" --output "$work_dir/result" \
-  --outfmt NPY --batchsize "$batchsize"
+  --outfmt NPY --batchsize "$batchsize" $([ "$max_tokens" != 0 ] && echo --max_tokens "$max_tokens")
 result_dir=$(ls -td "$work_dir"/result/*/ | head -n1)
 
 stage "6/6 score: bert_metric.py"

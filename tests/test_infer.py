@@ -482,3 +482,93 @@ def test_physical_cores_and_providers():
     assert providers_for_device(0, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     assert providers_for_device(2, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == \
         [("CUDAExecutionProvider", {"device_id": 2}), "CPUExecutionProvider"]
+
+
+# ---------------------------------------------------------------------------------------------
+# --max_tokens: samples regrouped by their real length (dynamic graphs)
+# ---------------------------------------------------------------------------------------------
+
+def test_max_tokens_regroups_by_real_length_with_the_same_logits(dyn_onnx, bins, samples, tmp_path):
+    plain = _run(dyn_onnx, bins, tmp_path / "plain", batchsize=4)
+    packed = _run(dyn_onnx, bins, tmp_path / "packed", batchsize=64, max_tokens=96)
+    # 22 sentences of 9..46 real tokens in 96-token batches: more batches than the 2 length buckets
+    assert packed.summary["NPU_compute_time"]["count"] > 2
+    assert packed.summary["args"][-2:] == ["--max_tokens", "96"]
+    want, got = _outputs(plain.out_dir, "npy"), _outputs(packed.out_dir, "npy")
+    assert sorted(got) == sorted(want) == list(range(N_SAMPLES))
+    for index, sample in enumerate(samples):
+        full, short = np.load(want[index]), np.load(got[index])
+        assert short.shape == full.shape == (1, sample["input_ids"].shape[1], NUM_LABELS)  # length on disk
+        real = int(sample["attention_mask"].sum())
+        np.testing.assert_allclose(short[0, :real], full[0, :real], rtol=1e-5, atol=1e-5)
+        assert not short[0, real:].any()  # never computed: 0, not whatever the padding gave
+
+
+def test_max_tokens_batches_stay_under_the_budget(dyn_onnx, bins, tmp_path, monkeypatch):
+    shapes = []
+    original = OrtRunner.infer_impl
+
+    def recording(self, feed):
+        shapes.append(feed["input_ids"].shape)
+        return original(self, feed)
+
+    monkeypatch.setattr(OrtRunner, "infer_impl", recording)
+    _run(dyn_onnx, bins, tmp_path / "out", batchsize=3, max_tokens=100, warmup_count=0)
+    assert sum(rows for rows, _ in shapes) == N_SAMPLES
+    assert all(rows <= 3 and (rows == 1 or rows * length <= 100) for rows, length in shapes)
+    assert max(length for _, length in shapes) < 64  # trimmed to real lengths, not the 64-token bucket
+    assert [length for _, length in shapes] == sorted(length for _, length in shapes)
+
+
+def test_real_lengths_end_at_the_last_attended_position():
+    from infer.repack import real_lengths
+
+    mask = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
+    assert real_lengths(mask).tolist() == [2, 3, 1, 4]
+
+
+def test_max_tokens_on_a_static_graph_is_a_one_line_error(static_case, tmp_path):
+    model, bins, _ = static_case
+    result = CliRunner().invoke(infer_command, ["--model", str(model), "--input", _input_arg(bins),
+                                                "--output", str(tmp_path / "out"), "--max_tokens", "512"])
+    _assert_one_line_error(result, str(model), "dynamic batch and sequence axes")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, fragment", [(["--max_tokens", "0"], "at least 1"),
+                                              (["--max_tokens", "64", "--loop", "2"], None)])
+def test_max_tokens_values(dyn_onnx, bins, tmp_path, extra, fragment):
+    result = CliRunner().invoke(infer_command, ["--model", str(dyn_onnx), "--input", _input_arg(bins),
+                                                "--output", str(tmp_path / "out"), *extra])
+    if fragment:
+        _assert_one_line_error(result, fragment)
+        assert not (tmp_path / "out").exists()
+    else:
+        assert result.exit_code == 0, result.output
+        assert "regrouped by real length, up to 64 padded tokens" in result.output
+
+
+def test_max_tokens_without_inputs_is_refused(dyn_onnx, tmp_path):
+    result = CliRunner().invoke(infer_command, ["--model", str(dyn_onnx), "--max_tokens", "64"])
+    _assert_one_line_error(result, "--max_tokens", "--input")
+
+
+def test_max_tokens_needs_an_attention_mask(tmp_path, tiny_model_dir, samples):
+    """A graph that takes only input_ids: nothing says where a sample really ends."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(tiny_model_dir).eval()
+    path = tmp_path / "ids_only.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.from_numpy(samples[0]["input_ids"]),), str(path), input_names=["input_ids"],
+                          output_names=["logits"], dynamic_axes={"input_ids": {0: "b", 1: "s"}}, dynamo=False)
+    folder = tmp_path / "bins"
+    for i, sample in enumerate(samples[:3]):
+        (folder / "input_ids").mkdir(parents=True, exist_ok=True)
+        sample["input_ids"].astype("<i8").tofile(folder / "input_ids" / f"input_ids_{i}_{i}.bin")
+    result = CliRunner().invoke(infer_command, ["--model", str(path), "--input", str(folder / "input_ids"),
+                                                "--output", str(tmp_path / "out"), "--max_tokens", "64"])
+    _assert_one_line_error(result, str(path), "attention_mask")
+    assert not (tmp_path / "out").exists()

@@ -106,6 +106,38 @@ def test_auto_precision_is_bf16_where_the_cpu_has_it(onnx_model, rows, spec, ort
     assert np.mean(ids == ort_reference[0]) >= 0.99
 
 
+def test_streams_keep_several_requests_in_flight_and_the_feeds_order(onnx_model, rows, spec, ort_reference):
+    """Two streams: outputs come back in the feeds' order (batches of different shapes), the same
+    logits as one stream, and the engine's word labels equal ONNX Runtime's."""
+    from engine import Engine
+    from preprocess.tokenizer import load_tokenizer
+
+    batches = plan(rows, BatchPolicy(max_rows=16))
+    feeds = [batch_feed(rows, batch, spec.input_names) for batch in batches]
+    assert len({feed["input_ids"].shape for feed in feeds}) > 3
+    with OpenVinoRunner.from_path(onnx_model, precision="f32", threads=THREADS) as one:
+        want = [one.infer(feed)["logits"] for feed in feeds]
+    with OpenVinoRunner.from_path(onnx_model, precision="f32", threads=THREADS, streams=2) as two:
+        assert two.streams == 2 and two.compiled.get_property("NUM_STREAMS") == 2
+        got = [out["logits"] for out in two.infer_many(iter(feeds))]
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and g.dtype == np.float32
+            np.testing.assert_allclose(g, w, atol=1e-3)
+        early = two.infer_many(iter(feeds))
+        next(early)
+        early.close()  # a caller that stops early: the requests in flight finish before the feeds go
+        engine = Engine(two, tokenizer=load_tokenizer(spec.model_dir), input_names=spec.input_names,
+                        id2label=spec.id2label, policy=BatchPolicy(max_rows=16), max_len=spec.max_positions)
+        ids, _ = engine.label_ids(rows)
+    assert np.array_equal(ids, ort_reference[0])
+
+
+def test_streams_below_one_are_refused(onnx_model):
+    with pytest.raises(UserError, match="at least 1"):
+        OpenVinoRunner.from_path(onnx_model, streams=0)
+
+
 # ---------------------------------------------------------------- capability gating
 
 def test_bf16_on_a_cpu_without_it_is_a_one_line_error(onnx_model):
