@@ -3,7 +3,8 @@
 #   bin_create.py -> convert.export -> fix_onnx.py -> (onnxsim + convert_om.sh --dry-run) -> infer -> bert_metric.py
 # Usage: bash scripts/run_all.sh [--model_dir DIR] [--input_file FILE] [--work_dir DIR]
 #                                [--seq_len 512] [--buckets 16,20,...,256] [--batchsize 32]
-#                                [--max_tokens 512] [--soc_version Ascend310P3]
+#                                [--max_tokens 512] [--context sentence|document] [--window_overlap N]
+#                                [--soc_version Ascend310P3]
 # With no arguments: the project's default model on CoNLL-2003 test ($NER_DATA_DIR/test.txt, default
 # ../shared/data/conll2003/test.txt), else on samples/sample.conll. A rerun with the same --work_dir
 # reuses finished stages (inputs, ONNX graphs, inference outputs) instead of redoing them.
@@ -15,11 +16,14 @@ export HF_HUB_OFFLINE=1
 # with the benchmark's 16,24,32,48,64,96,128,256 and 129k with 32..512) and 32 rows keep a short bucket's batch
 # big enough for fast GEMMs: on the default model, session.run throughput 34 vs 28 samples/s for the
 # benchmark's buckets with batch 16, in alternating runs on a loaded 2-core machine
-model_dir=""; input_file=""; work_dir=""; seq_len=512; buckets="16,20,24,28,32,40,48,56,64,80,96,128,192,256"
+model_dir=""; input_file=""; work_dir=""; seq_len=""; buckets="16,20,24,28,32,40,48,56,64,80,96,128,192,256"
 batchsize=32
 # infer regroups the samples by real length under this token budget (infer.repack): the budget the
 # benchmark's in-process paths run best with (bench/paths.py DEFAULT_POLICY); 0 = ais_bench's batches
-max_tokens=512
+max_tokens=""
+# sentence: each sentence on its own; document: the sentences of each -DOCSTART- document as one sequence,
+# windows of --seq_len tokens overlapping by --window_overlap (bin_create --context document)
+context="sentence"; window_overlap=""
 soc_version="Ascend310P3"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,6 +34,8 @@ while [ $# -gt 0 ]; do
     --buckets) buckets="$2"; shift 2 ;;
     --batchsize) batchsize="$2"; shift 2 ;;
     --max_tokens) max_tokens="$2"; shift 2 ;;
+    --context) context="$2"; shift 2 ;;
+    --window_overlap) window_overlap="$2"; shift 2 ;;
     --soc_version) soc_version="$2"; shift 2 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -43,7 +49,14 @@ if [ -z "$input_file" ]; then
 fi
 [ -d "$model_dir" ] || { echo "error: $model_dir: model folder does not exist" >&2; exit 1; }
 [ -f "$input_file" ] || { echo "error: $input_file: file does not exist" >&2; exit 1; }
-[ -n "$work_dir" ] || work_dir="runs/$(basename "$model_dir")-$(basename "${input_file%.*}")-$seq_len"
+case "$context" in sentence|document) ;; *) echo "error: --context $context: use sentence or document" >&2; exit 1 ;; esac
+# document windows of 256 tokens overlapping by 64: the setting `python -m bench.context` measured (README)
+if [ "$context" = document ]; then
+  : "${seq_len:=256}"; : "${window_overlap:=64}"; : "${max_tokens:=2048}"; suffix="-doc"
+else
+  : "${seq_len:=512}"; : "${max_tokens:=512}"; suffix=""
+fi
+[ -n "$work_dir" ] || work_dir="runs/$(basename "$model_dir")-$(basename "${input_file%.*}")-$seq_len$suffix"
 mkdir -p "$work_dir"
 echo "model: $model_dir   data: $input_file   work dir: $work_dir"
 
@@ -54,7 +67,8 @@ stage "1/6 preprocess: bin_create.py"
 index=$(ls -t "$work_dir"/bert_bin/bert_bin_*.index.jsonl 2>/dev/null | head -n1 || true)
 if [ -z "$index" ]; then
   python bin_create.py --input_file "$input_file" --model_name_from_hub "$model_dir" \
-    --save_dir "$work_dir/bert_bin" --seq_len "$seq_len" ${buckets:+--buckets "$buckets"}
+    --save_dir "$work_dir/bert_bin" --seq_len "$seq_len" ${buckets:+--buckets "$buckets"} --context "$context" \
+    ${window_overlap:+--window_overlap "$window_overlap"}
   index=$(ls -t "$work_dir"/bert_bin/bert_bin_*.index.jsonl | head -n1)
 else
   echo "reusing $index"
@@ -92,4 +106,6 @@ python bert_metric.py --result_dir "$result_dir" --anno_file "$stem.anno" \
 # ... and beside the inference figure, the same graph and backend in process on the same sentences
 total_seconds=$(python -c "import sys,time; print(time.time()-float(sys.argv[1]))" "$started")
 python scripts/summarize_run.py --result_dir "$result_dir" --work_dir "$work_dir" --total_seconds "$total_seconds" \
-  --model_file "$work_dir/model_fix.onnx" --model_dir "$model_dir" --input_file "$input_file"
+  --model_file "$work_dir/model_fix.onnx" --model_dir "$model_dir" --input_file "$input_file" \
+  --context "$context" --seq_len "$seq_len" ${window_overlap:+--window_overlap "$window_overlap"} \
+  --max_tokens "$max_tokens"

@@ -6,7 +6,8 @@ Each speed figure has one meaning and says it:
   only some; none when every output was reused from an earlier run;
 - "model compute": ais_bench's throughput from the summary JSON, `session.run` time only;
 - "in process": with --model_file, --model_dir and --input_file, the same graph on the same backend (ONNX
-  Runtime) labelling the same sentences in one process (`engine.Engine`, batched as the benchmark does), model
+  Runtime) labelling the same sentences in one process (`engine.Engine`, in the same context, under the same
+  token budget as infer's `--max_tokens`), model
   loaded and warmed up before timing, tokenising to labels timed; beside it, the share of it that the
   file flow's inference reaches, so the cost of going through files is in plain sight;
 - "whole flow": seconds of run_all.sh, every stage, reused ones included.
@@ -26,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.model_spec import read_model_spec  # noqa: E402
 from engine.core import Engine  # noqa: E402
 from infer.outputs import RUN_RECORD_NAME, read_run_record  # noqa: E402
-from preprocess.conll import read_conll  # noqa: E402
+from preprocess.conll import read_conll_file  # noqa: E402
 from preprocess.plan import BatchPolicy  # noqa: E402
 from preprocess.tokenizer import load_tokenizer  # noqa: E402
 from runners.onnxrt import OrtRunner  # noqa: E402
 
 # the benchmark's in-process batching (bench.paths.DEFAULT_POLICY): sorted by length, <= 512 padded tokens
-IN_PROCESS_POLICY = BatchPolicy(max_rows=256, max_tokens=512)
+IN_PROCESS_ROWS, IN_PROCESS_TOKENS = 256, 512
 WARMUP_SENTENCES = 200
 
 
@@ -64,25 +65,31 @@ def speed_lines(record, summary: dict, total_seconds: float, sentences: int) -> 
     return [inference, compute, flow]
 
 
-def in_process_speed(model_file: Path, model_dir: Path, input_file: Path) -> tuple[float, int]:
+def in_process_speed(model_file: Path, model_dir: Path, input_file: Path, policy: BatchPolicy,
+                     context: str = "sentence", seq_len: Optional[int] = None,
+                     window_overlap: Optional[int] = None) -> tuple[float, int]:
     """Sentences/s of the graph in `model_file` on ONNX Runtime, in process, on every sentence of `input_file`
     (tokenising, batching, inference and decoding timed; the load and a warm-up are not)."""
-    sentences = [list(s.words) for s in read_conll(input_file)]
+    conll = read_conll_file(input_file)
+    sentences = [list(s.words) for s in conll.sentences]
+    documents = conll.documents() if context == "document" else None
     spec = read_model_spec(model_dir)
     with OrtRunner.from_path(model_file) as runner:
         engine = Engine(runner, tokenizer=load_tokenizer(model_dir), input_names=spec.input_names,
-                        id2label=spec.id2label, policy=IN_PROCESS_POLICY, max_len=spec.max_positions,
-                        output_name=runner.get_output_metadata()[0].name, check_inputs=False)
+                        id2label=spec.id2label, policy=policy, max_len=seq_len or spec.max_positions,
+                        output_name=runner.get_output_metadata()[0].name, check_inputs=False,
+                        context=context, window_overlap=window_overlap)
         engine.label(sentences[:WARMUP_SENTENCES])
         started = time.perf_counter()
-        engine.label(sentences)
+        engine.label(sentences, documents=documents)
         seconds = time.perf_counter() - started
     return len(sentences) / seconds, len(sentences)
 
 
-def in_process_line(speed: float, count: int, record: Optional[dict], sentences: int) -> str:
+def in_process_line(speed: float, count: int, record: Optional[dict], sentences: int, policy: BatchPolicy,
+                    context: str) -> str:
     line = (f"in process: {speed:.1f} sentences/s (same graph on ONNX Runtime, engine.Engine on the same {count} "
-            f"sentences, {IN_PROCESS_POLICY.describe()}; tokenising to labels, load and warm-up untimed)")
+            f"sentences, {context} context, {policy.describe()}; tokenising to labels, load and warm-up untimed)")
     if record and record.get("computed") and not record.get("reused") and count == sentences:
         line += f"; python -m infer reaches {sentences / record['seconds'] / speed:.2f}x of it"
     return line
@@ -96,7 +103,13 @@ def in_process_line(speed: float, count: int, record: Optional[dict], sentences:
               help="With --model_dir and --input_file: also measure this graph in process, for comparison.")
 @click.option("--model_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None)
 @click.option("--input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
-def main(result_dir, work_dir, total_seconds, model_file, model_dir, input_file):
+@click.option("--context", type=click.Choice(["sentence", "document"]), default="sentence", show_default=True)
+@click.option("--seq_len", type=int, default=None, help="Window length (default: the model's positions).")
+@click.option("--window_overlap", type=int, default=None)
+@click.option("--max_tokens", type=int, default=IN_PROCESS_TOKENS, show_default=True,
+              help="Padded tokens per batch in process (infer's --max_tokens).")
+def main(result_dir, work_dir, total_seconds, model_file, model_dir, input_file, context, seq_len, window_overlap,
+         max_tokens):
     result = json.loads((result_dir / "result.json").read_text())
     summary = json.loads(Path(str(result_dir).rstrip("/") + "_summary.json").read_text())
     sentences = result["num_sentences"]
@@ -108,7 +121,9 @@ def main(result_dir, work_dir, total_seconds, model_file, model_dir, input_file)
     record = read_run_record(result_dir)
     lines = speed_lines(record, summary, total_seconds, sentences)
     if model_file and model_dir and input_file:  # beside the inference figure it is compared with
-        lines.insert(1, in_process_line(*in_process_speed(model_file, model_dir, input_file), record, sentences))
+        policy = BatchPolicy(max_rows=IN_PROCESS_ROWS, max_tokens=max_tokens or None)
+        speed = in_process_speed(model_file, model_dir, input_file, policy, context, seq_len, window_overlap)
+        lines.insert(1, in_process_line(*speed, record, sentences, policy, context))
     for line in lines:
         click.echo(line)
     for name in ("model.onnx", "model_fix.onnx", "bert_bin", "result", "predictions.txt"):
