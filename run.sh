@@ -8,7 +8,7 @@ for arg in "$@"; do
     -h|--help)
       echo "Usage: bash run.sh [OPTIONS]: set up .venv (first time), then run scripts/run_all.sh [OPTIONS]"
       echo
-      sed -n '2,9p' scripts/run_all.sh | sed 's/^# \{0,1\}//'
+      sed -n '2,11p' scripts/run_all.sh | sed 's/^# \{0,1\}//'
       exit 0 ;;
   esac
 done

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .checkpoint import check_checkpoint, parse_label_maps, read_config
+from .errors import ValidationError
 
 # The order in which inputs appear in ONNX graphs, .bin folders and ATC shapes.
 CANONICAL_INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
@@ -23,6 +24,36 @@ DYNAMIC_AXES[OUTPUT_NAME] = {0: "batch", 1: "sequence"}
 
 
 @dataclass(frozen=True)
+class TrainedContext:
+    """How the model saw its training data (config.json `ner_context`, written by `train.finetune`):
+    `sentence`, or `document` windows of `seq_len` tokens overlapping by `window_overlap`. Checkpoints
+    without the key were trained on sentences."""
+
+    context: str = "sentence"
+    seq_len: Optional[int] = None
+    window_overlap: Optional[int] = None
+
+    def as_config(self) -> dict:
+        return {"context": self.context, "seq_len": self.seq_len, "window_overlap": self.window_overlap}
+
+
+CONTEXT_KEY = "ner_context"
+
+
+def trained_context(config: Mapping, config_path: Path) -> TrainedContext:
+    found = config.get(CONTEXT_KEY)
+    if found is None:
+        return TrainedContext()
+    ok = isinstance(found, dict) and found.get("context") in ("sentence", "document") and all(
+        found.get(key) is None or (isinstance(found.get(key), int) and found.get(key) >= 0)
+        for key in ("seq_len", "window_overlap"))
+    if not ok:
+        raise ValidationError(f"{config_path}: {CONTEXT_KEY} must be {{\"context\": \"sentence\"|\"document\", "
+                              f"\"seq_len\": int, \"window_overlap\": int}}, not {json.dumps(found)[:80]}")
+    return TrainedContext(found["context"], found.get("seq_len"), found.get("window_overlap"))
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     model_dir: Path
     input_names: tuple[str, ...]
@@ -30,6 +61,7 @@ class ModelSpec:
     label2id: dict[str, int]
     model_type: str
     max_positions: int
+    trained_context: TrainedContext = TrainedContext()
 
     @property
     def num_labels(self) -> int:
@@ -55,6 +87,7 @@ def read_model_spec(model_dir, *, weights: bool = False) -> ModelSpec:
         label2id=label2id,
         model_type=model_type,
         max_positions=_usable_positions(config, model_type),
+        trained_context=trained_context(config, model_dir / "config.json"),
     )
 
 

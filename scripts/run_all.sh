@@ -4,6 +4,7 @@
 # Usage: bash scripts/run_all.sh [--model_dir DIR] [--input_file FILE] [--work_dir DIR]
 #                                [--seq_len 512] [--buckets 16,20,...,256] [--batchsize 32]
 #                                [--max_tokens 512] [--context sentence|document] [--window_overlap N]
+#                                (default context: the one the model was trained in, config.json ner_context)
 #                                [--soc_version Ascend310P3]
 # With no arguments: the project's default model on CoNLL-2003 test ($NER_DATA_DIR/test.txt, default
 # ../shared/data/conll2003/test.txt), else on samples/sample.conll. A rerun with the same --work_dir
@@ -23,7 +24,7 @@ batchsize=32
 max_tokens=""
 # sentence: each sentence on its own; document: the sentences of each -DOCSTART- document as one sequence,
 # windows of --seq_len tokens overlapping by --window_overlap (bin_create --context document)
-context="sentence"; window_overlap=""
+context=""; window_overlap=""
 soc_version="Ascend310P3"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --context) context="$2"; shift 2 ;;
     --window_overlap) window_overlap="$2"; shift 2 ;;
     --soc_version) soc_version="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +50,15 @@ if [ -z "$input_file" ]; then
 fi
 [ -d "$model_dir" ] || { echo "error: $model_dir: model folder does not exist" >&2; exit 1; }
 [ -f "$input_file" ] || { echo "error: $input_file: file does not exist" >&2; exit 1; }
+# without --context: the context the model was trained in (config.json ner_context, written by train.finetune)
+if [ -z "$context" ]; then
+  read -r context trained_seq_len trained_overlap < <(python -c "
+import sys
+from common.model_spec import read_model_spec
+c = read_model_spec(sys.argv[1]).trained_context
+print(c.context, c.seq_len or '', c.window_overlap if c.window_overlap is not None else '')" "$model_dir")
+  [ "$context" = document ] && : "${seq_len:=$trained_seq_len}" && : "${window_overlap:=$trained_overlap}"
+fi
 case "$context" in sentence|document) ;; *) echo "error: --context $context: use sentence or document" >&2; exit 1 ;; esac
 # document windows of 256 tokens overlapping by 64: the setting `python -m bench.context` measured (README)
 if [ "$context" = document ]; then

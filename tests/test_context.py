@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import torch
 from seqeval.metrics import f1_score
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from common.errors import InputFileError
+from common.errors import InputFileError, ValidationError
+from common.model_spec import TrainedContext, read_model_spec
 from convert.onnx_cache import ensure_onnx
 from postprocess.results import read_index
 from preprocess.align import Aligner
@@ -218,8 +220,22 @@ def test_training_with_document_context_runs_and_is_deterministic(three_docs, co
         runs.append(result.losses)
         card = (tmp_path / name / "MODEL_CARD.md").read_text()
         assert "context document (windows of 64 tokens, overlap 16)" in card
+        # the checkpoint says how it was trained: run.sh runs it that way
+        assert read_model_spec(tmp_path / name).trained_context == TrainedContext("document", 64, 16)
     assert len(runs[0]) == 5 and all(np.isfinite(runs[0]))
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("value", [{"context": "paragraph"}, "document", {"context": "document", "seq_len": -1}])
+def test_a_malformed_trained_context_is_a_one_line_error_naming_config_json(tmp_path, tiny_model_dir, value):
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "ner_context": value}))
+    with pytest.raises(ValidationError) as caught:
+        read_model_spec(folder)
+    assert str(folder / "config.json") in str(caught.value) and "ner_context" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert read_model_spec(tiny_model_dir).trained_context == TrainedContext("sentence")  # no key: sentences
 
 
 def test_document_training_labels_each_word_once_in_the_window_that_scores_it(three_docs, tokenizer):

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from common.errors import UserError, handle_errors
 from common.metrics import classification_report
+from common.model_spec import TrainedContext
 from common.cli import CONTEXT_SETTINGS
 from preprocess.align import Aligner
 from preprocess.conll import read_conll_file
@@ -157,6 +158,10 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     else:
         def encode_split(name, sents):
             return encode(tokenizer, sents, label2id, cfg.max_seq_len)
+    # inference reads it back (common.model_spec.TrainedContext): run.sh runs the model the way it learned
+    trained = TrainedContext("document", cfg.max_seq_len, aligner.overlap) if cfg.context == "document" \
+        else TrainedContext()
+    model.config.ner_context = trained.as_config()
     train_ex = encode_split("train", train_sents)
     valid_ex = encode_split("valid", valid_sents)
     test_ex = encode_split("test", test_sents) if test_sents else None
