@@ -26,8 +26,8 @@ def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[
                          show_progress=False)
     t1 = time.perf_counter()
     run = run_offline(model=model_file, input=",".join(str(d) for d in binset.input_dirs()),
-                      output=flow_dir / "result", outfmt="BIN", batchsize=batchsize, max_tokens=max_tokens, log=lambda _: None,
-                      progress=False)
+                      output=flow_dir / "result", outfmt="BIN", batchsize=batchsize, max_tokens=max_tokens,
+                      log=lambda _: None, progress=False)
     t2 = time.perf_counter()
     scored = score_run(run.out_dir, binset.anno_file)
     t3 = time.perf_counter()
@@ -36,9 +36,11 @@ def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[
     command = (f"python bin_create.py --input_file {ctx.input_file} --model_name_from_hub {ctx.model_dir} "
                f"--save_dir BIN --buckets {shown} && python -m infer --model {model_file} --input "
                f"\"{','.join('BIN/bert_bin_<ts>/' + name for name in ctx.spec.input_names)}\" --output OUT "
-               f"--outfmt BIN --batchsize {batchsize}{f' --max_tokens {max_tokens}' if max_tokens else ''} && python bert_metric.py --result_dir OUT/<ts> "
+               f"--outfmt BIN --batchsize {batchsize}{f' --max_tokens {max_tokens}' if max_tokens else ''} "
+               "&& python bert_metric.py --result_dir OUT/<ts> "
                "--anno_file BIN/bert_bin_<ts>.anno")
-    return {"model_file": str(model_file), "buckets": shown, "batchsize": batchsize, "max_tokens": max_tokens, "sentences": n,
+    return {"model_file": str(model_file), "buckets": shown, "batchsize": batchsize, "max_tokens": max_tokens,
+            "sentences": n,
             "samples": run.total, "stages": stages, "total_s": sum(stages.values()),
             "sentences_per_s": n / sum(stages.values()),
             "infer_sentences_per_s": n / stages["infer_s"], "throughput_ais_bench": run.summary["throughput"],

@@ -46,6 +46,14 @@ def _specials(tokenizer) -> tuple[list[int], list[int]]:
     return ids[:first], ids[last + 1:]
 
 
+def _first_positions(word_ids: Sequence[int], count: int) -> list[int]:
+    """The token position of each word's first sub-token (`word_ids`: the word of each token)."""
+    first: dict[int, int] = {}
+    for pos, word in enumerate(word_ids):
+        first.setdefault(word, pos)
+    return [first[word] for word in range(count)]
+
+
 class Aligner:
     """Turns a sentence's words, or a document's sentences, into Samples of at most `seq_len` tokens."""
 
@@ -75,10 +83,7 @@ class Aligner:
             words = [w if i in present else self.tokenizer.unk_token for i, w in enumerate(words)]
             enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False)
             word_ids = enc.word_ids()
-        first = {}
-        for pos, w in enumerate(word_ids):
-            first.setdefault(w, pos)
-        return list(enc["input_ids"]), [first[i] for i in range(len(words))]
+        return list(enc["input_ids"]), _first_positions(word_ids, len(words))
 
     def word_pieces_many(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[int], list[int]]]:
         """`word_pieces` of many sentences from one call of the fast tokenizer (it batches them)."""
@@ -92,10 +97,7 @@ class Aligner:
             if len(set(word_ids)) < len(words):  # a word that became nothing: the slow path swaps in [UNK]
                 out.append(self.word_pieces(words))
                 continue
-            first = {}
-            for pos, w in enumerate(word_ids):
-                first.setdefault(w, pos)
-            out.append((list(enc["input_ids"][i]), [first[w] for w in range(len(words))]))
+            out.append((list(enc["input_ids"][i]), _first_positions(word_ids, len(words))))
         return out
 
     def window_starts(self, n_tokens: int) -> list[int]:
