@@ -16,6 +16,7 @@ the main thread fails instead (the model raises, Ctrl-C), the batches it had han
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -28,6 +29,11 @@ from . import outputs as out
 
 # Batches waiting for the writer; a few are enough to smooth out one slow write.
 QUEUE_DEPTH = 4
+# While the writer runs, the interpreter hands the GIL over every 0.5 ms instead of every 5 ms: when
+# `session.run` returns, the main thread gets the GIL back from a writer busy in Python at once, not up to
+# 5 ms later for each of a hundred batches. Measured on the CoNLL-2003 test flow (2 cores, 154 batches):
+# 9.6-10.1 s against 10.3-10.9 s with the default interval; restored when the writer stops.
+WRITER_SWITCH_INTERVAL_S = 0.0005
 _STOP = object()
 
 
@@ -106,6 +112,8 @@ class BackgroundWriter:
         self._error: Optional[BaseException] = None
         self.written: list = []
         self._thread = threading.Thread(target=self._loop, name="infer-writer", daemon=True)
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, WRITER_SWITCH_INTERVAL_S))
         self._thread.start()
 
     def _loop(self) -> None:
@@ -150,6 +158,7 @@ class BackgroundWriter:
             self._drop_queued()
         self._queue.put(_STOP)
         self._thread.join()
+        sys.setswitchinterval(self._switch_interval)
 
     def _drop_queued(self) -> None:
         while True:

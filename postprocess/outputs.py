@@ -36,7 +36,7 @@ BIN_DTYPE = BIN_DTYPES["float32"]
 
 def _listing(folder: Path) -> list[Path]:
     try:
-        return sorted(folder.iterdir())
+        return sorted(folder.iterdir(), key=lambda path: path.name)  # one folder: by name is by path, and faster
     except OSError as err:
         raise InputFileError(folder, f"cannot list the folder ({err.strerror})") from None
 

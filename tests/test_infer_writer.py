@@ -142,3 +142,28 @@ def test_background_writer_returns_every_write_in_order():
         for item in range(20):
             writer.put(item)
         assert writer.close() == [item * 2 for item in range(20)]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_background_writer_hands_the_gil_over_quickly_and_restores_the_interval(fail):
+    import sys
+
+    before = sys.getswitchinterval()
+    seen = []
+
+    def write(item):
+        seen.append(sys.getswitchinterval())
+        if fail:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return [item]
+
+    writer = BackgroundWriter(write, depth=1)
+    if fail:
+        with pytest.raises(OSError, match="No space"):
+            writer.put(0)
+            writer.close()
+    else:
+        writer.put(0)
+        writer.close()
+    assert seen and seen[0] <= 0.0005 < before
+    assert sys.getswitchinterval() == before
