@@ -211,10 +211,9 @@ def run_offline(*, model, input: str, output=None, outfmt: str = "BIN", batchsiz
 
         step = time.perf_counter()
         first_of_shape = {}
-        for batch, feed in zip(batches, feeds):
+        # regrouped, the shapes vary from batch to batch: the longest (the last) warms up
+        for batch, feed in zip(batches[-1:] if regrouped else batches, feeds[-1:] if regrouped else feeds):
             first_of_shape.setdefault(batch.length, (batch, feed))
-        if regrouped:  # shapes vary from batch to batch: the longest (the last) warms up
-            first_of_shape = {0: (batches[-1], feeds[-1])}
         _warmup(runner, [feed if feed is not None else load_batch(batch, metas)
                          for batch, feed in first_of_shape.values()], warmup_count)
         log(f"[INFO] warm up {warmup_count} done ({time.perf_counter() - step:.1f} s)")
