@@ -17,7 +17,7 @@ from common.atomic import write_json
 from common.cli import CONTEXT_SETTINGS, model_dir_option
 from common.errors import handle_errors
 from common.metrics import classification_report
-from common.model_spec import read_model_spec
+from common.model_spec import CONTEXTS, read_model_spec
 from common.paths import DEFAULT_MODEL_DIR, conll_dir
 from convert.onnx_cache import ensure_onnx
 from engine.core import Engine
@@ -29,7 +29,6 @@ from runners.onnxrt import OrtRunner, physical_cores
 
 from .timing import time_pass
 
-CONTEXTS = ("sentence", "document")
 # one policy for both: a token budget that still batches several 256-token document windows
 CONTEXT_POLICY = BatchPolicy(max_rows=256, max_tokens=2048)
 

@@ -23,6 +23,10 @@ DYNAMIC_AXES = {name: {0: "batch", 1: "sequence"} for name in CANONICAL_INPUT_OR
 DYNAMIC_AXES[OUTPUT_NAME] = {0: "batch", 1: "sequence"}
 
 
+# How words reach the model: each sentence on its own, or the sentences of a document as one windowed sequence.
+CONTEXTS = ("sentence", "document")
+
+
 @dataclass(frozen=True)
 class TrainedContext:
     """How the model saw its training data (config.json `ner_context`, written by `train.finetune`):
@@ -44,7 +48,7 @@ def trained_context(config: Mapping, config_path: Path) -> TrainedContext:
     found = config.get(CONTEXT_KEY)
     if found is None:
         return TrainedContext()
-    ok = isinstance(found, dict) and found.get("context") in ("sentence", "document") and all(
+    ok = isinstance(found, dict) and found.get("context") in CONTEXTS and all(
         found.get(key) is None or (isinstance(found.get(key), int) and found.get(key) >= 0)
         for key in ("seq_len", "window_overlap"))
     if not ok:

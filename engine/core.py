@@ -26,13 +26,12 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from common.errors import UserError
-from common.model_spec import OUTPUT_NAME
+from common.model_spec import CONTEXTS, OUTPUT_NAME
 from preprocess.align import Aligner
 from preprocess.encode import Rows, encode, label_names, split_per_sentence, word_label_ids, word_label_probs
 from preprocess.plan import BatchPolicy, batch_feed, plan
 from runners.base import infer_in_order
 
-CONTEXTS = ("sentence", "document")
 Documents = Optional[Sequence[Sequence[int]]]
 
 

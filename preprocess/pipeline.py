@@ -13,15 +13,13 @@ from tqdm import tqdm
 
 from common.atomic import create_locked, remove_if_stale, remove_stale_temporaries
 from common.errors import InputFileError, UserError
-from common.model_spec import read_model_spec
+from common.model_spec import CONTEXTS, read_model_spec
 from common.index_format import header_record
 
 from .align import Aligner, Sample
 from .binfile import BinSet, bucket_for, write_binset
 from .conll import ConllFile, read_conll_file
 from .tokenizer import load_tokenizer  # noqa: F401 - the stage's tokenizer, also used by callers of this module
-
-CONTEXTS = ("sentence", "document")
 
 
 def bucket_lengths(buckets: Sequence[int] | None, seq_len: int) -> list[int] | None:

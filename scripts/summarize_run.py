@@ -24,7 +24,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.model_spec import read_model_spec  # noqa: E402
+from common.model_spec import CONTEXTS, read_model_spec  # noqa: E402
 from engine.core import Engine  # noqa: E402
 from infer.outputs import RUN_RECORD_NAME, read_run_record  # noqa: E402
 from preprocess.conll import read_conll_file  # noqa: E402
@@ -103,7 +103,7 @@ def in_process_line(speed: float, count: int, record: Optional[dict], sentences:
               help="With --model_dir and --input_file: also measure this graph in process, for comparison.")
 @click.option("--model_dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None)
 @click.option("--input_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
-@click.option("--context", type=click.Choice(["sentence", "document"]), default="sentence", show_default=True)
+@click.option("--context", type=click.Choice(CONTEXTS), default="sentence", show_default=True)
 @click.option("--seq_len", type=int, default=None, help="Window length (default: the model's positions).")
 @click.option("--window_overlap", type=int, default=None)
 @click.option("--max_tokens", type=int, default=IN_PROCESS_TOKENS, show_default=True,
