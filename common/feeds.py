@@ -2,12 +2,13 @@
 
 One builder for every caller (the engine, the benchmark, the conversion checks): `input_ids`
 padded with the tokenizer's pad id, `attention_mask` 1 on real tokens and 0 on padding, and
-`token_type_ids` (all zeros, single-sequence input) only when the model takes it. The names and
-their order are the model spec's (`common.model_spec.ModelSpec.input_names`).
+`token_type_ids` only when the model takes it: all zeros (single-sequence input), or each token's
+word case (`common.word_case`) for a model trained with it, when the caller's rows carry them. The
+names and their order are the model spec's (`common.model_spec.ModelSpec.input_names`).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -16,18 +17,25 @@ from .model_spec import CANONICAL_INPUT_ORDER
 Feed = dict  # input name -> (rows, length) int64
 
 
-def build_feed(rows: Sequence[Sequence[int]], length: int, input_names: Sequence[str], pad_id: int) -> Feed:
-    """Rows of token ids (each at most `length` long) -> a feed of `len(rows)` rows padded to `length`."""
+def _flat(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    return np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if len(rows) else np.zeros(0, np.int64)
+
+
+def build_feed(rows: Sequence[Sequence[int]], length: int, input_names: Sequence[str], pad_id: int,
+               type_rows: Optional[Sequence[Sequence[int]]] = None) -> Feed:
+    """Rows of token ids (each at most `length` long) -> a feed of `len(rows)` rows padded to `length`.
+    `type_rows`: the token type ids of each row (word case), None for zeros."""
     lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    ids = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if len(rows) else np.zeros(0, np.int64)
     starts = np.zeros(len(rows), dtype=np.int64)
     starts[1:] = np.cumsum(lengths)[:-1]
-    return build_feed_flat(ids, starts, lengths, length, input_names, pad_id)
+    return build_feed_flat(_flat(rows), starts, lengths, length, input_names, pad_id,
+                           None if type_rows is None else _flat(type_rows))
 
 
 def build_feed_flat(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, length: int,
-                    input_names: Sequence[str], pad_id: int) -> Feed:
-    """The same from one flat id array: row r is `ids[starts[r]:starts[r] + lengths[r]]`.
+                    input_names: Sequence[str], pad_id: int, token_types: Optional[np.ndarray] = None) -> Feed:
+    """The same from one flat id array: row r is `ids[starts[r]:starts[r] + lengths[r]]`, and its
+    token types (when given) `token_types[starts[r]:...]` likewise.
 
     Vectorised (one masked assignment fills every row), as the engine feeds it many rows per batch."""
     unknown = [name for name in input_names if name not in CANONICAL_INPUT_ORDER]
@@ -43,6 +51,10 @@ def build_feed_flat(ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray, le
             if len(lengths) else np.zeros(0, dtype=np.int64))
     input_ids[mask] = np.asarray(ids, dtype=np.int64)[take]
     full = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}
+    if token_types is not None and "token_type_ids" not in input_names:
+        raise ValueError("token types (word case) were given for a model that takes no token_type_ids")
     if "token_type_ids" in input_names:
         full["token_type_ids"] = np.zeros_like(input_ids)
+        if token_types is not None:
+            full["token_type_ids"][mask] = np.asarray(token_types, dtype=np.int64)[take]
     return {name: full[name] for name in input_names}

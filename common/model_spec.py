@@ -12,6 +12,7 @@ from typing import Mapping, Optional
 
 from .checkpoint import check_checkpoint, parse_label_maps, read_config
 from .errors import ValidationError
+from .word_case import CASE_CLASSES, CONFIG_KEY as WORD_CASE_KEY, CONFIG_VALUE as WORD_CASE_VALUE
 
 # The order in which inputs appear in ONNX graphs, .bin folders and ATC shapes.
 CANONICAL_INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
@@ -57,6 +58,20 @@ def trained_context(config: Mapping, config_path: Path) -> TrainedContext:
     return TrainedContext(found["context"], found.get("seq_len"), found.get("window_overlap"))
 
 
+def uses_word_case(config: Mapping, config_path: Path) -> bool:
+    """Whether the model was trained with each word's case in `token_type_ids` (`common.word_case`):
+    config.json `"ner_word_case": "token_type_ids"`, with room for the classes in the segment embedding."""
+    found = config.get(WORD_CASE_KEY)
+    if found is None:
+        return False
+    if found != WORD_CASE_VALUE:
+        raise ValidationError(f"{config_path}: {WORD_CASE_KEY} must be \"{WORD_CASE_VALUE}\", not {json.dumps(found)[:80]}")
+    if int(config.get("type_vocab_size", 0)) < CASE_CLASSES:
+        raise ValidationError(f"{config_path}: {WORD_CASE_KEY} needs type_vocab_size >= {CASE_CLASSES}, "
+                              f"not {config.get('type_vocab_size')}")
+    return True
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     model_dir: Path
@@ -66,6 +81,7 @@ class ModelSpec:
     model_type: str
     max_positions: int
     trained_context: TrainedContext = TrainedContext()
+    word_case: bool = False  # token_type_ids carry each word's case (common.word_case)
 
     @property
     def num_labels(self) -> int:
@@ -92,6 +108,7 @@ def read_model_spec(model_dir, *, weights: bool = False) -> ModelSpec:
         model_type=model_type,
         max_positions=_usable_positions(config, model_type),
         trained_context=trained_context(config, model_dir / "config.json"),
+        word_case=uses_word_case(config, model_dir / "config.json"),
     )
 
 

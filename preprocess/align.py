@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+from common.word_case import NO_CAPITAL, piece_case_types
+
+from .tokenizer import encodes_word_case
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -18,12 +22,14 @@ class Sample:
 
     `sentence` is the sentence of the first scored word (of the first token where none is scored).
     `scored_sentences`, when not empty, gives the sentence of each `scored` word (document context);
-    empty means every scored word belongs to `sentence`."""
+    empty means every scored word belongs to `sentence`. `token_types`: each token's word case
+    (`common.word_case`) for a model that reads it, else empty (zeros)."""
 
     sentence: int
     input_ids: tuple[int, ...]
     scored: tuple[tuple[int, int], ...]  # (word id in its sentence, token position of its first sub-token)
     scored_sentences: tuple[int, ...] = ()
+    token_types: tuple[int, ...] = ()
 
     @property
     def tokens(self) -> int:
@@ -61,6 +67,7 @@ class Aligner:
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("a fast tokenizer (tokenizer.json) is needed for word alignment")
         self.tokenizer = tokenizer
+        self.word_case = encodes_word_case(tokenizer)
         self.prefix, self.suffix = _specials(tokenizer)
         self.seq_len = seq_len
         self.content = seq_len - len(self.prefix) - len(self.suffix)
@@ -122,18 +129,21 @@ class Aligner:
         ids: list[int] = []
         words: list[tuple[int, int, int]] = []  # (sentence, word, first sub-token in `ids`)
         token_sentence: list[int] = []
-        for (sentence_id, _), (token_ids, first_pos) in zip(sentences, pieces):
+        types: list[int] = []
+        for (sentence_id, sentence_words), (token_ids, first_pos) in zip(sentences, pieces):
             words.extend((sentence_id, w, len(ids) + p) for w, p in enumerate(first_pos))
             token_sentence.extend([sentence_id] * len(token_ids))
             ids.extend(token_ids)
-        return self._windows(ids, words, token_sentence, sentences[0][0] if sentences else 0)
+            if self.word_case:
+                types.extend(piece_case_types(sentence_words, first_pos, len(token_ids)))
+        return self._windows(ids, words, token_sentence, sentences[0][0] if sentences else 0, types)
 
     def documents_samples(self, documents: Sequence[Sequence[tuple[int, Sequence[str]]]]) -> list[Sample]:
         """`document_samples` of each document, in order."""
         return [sample for document in documents for sample in self.document_samples(document)]
 
     def _windows(self, ids: list[int], words: list[tuple[int, int, int]], token_sentence: list[int],
-                 first_sentence: int) -> list[Sample]:
+                 first_sentence: int, types: list[int]) -> list[Sample]:
         starts = self.window_starts(len(ids))
         chosen: dict[int, list[tuple[int, int, int]]] = {s: [] for s in starts}
         for sentence, word, pos in words:
@@ -146,6 +156,9 @@ class Aligner:
             scored = chosen[start]
             owners = tuple(s for s, _, _ in scored)
             first = owners[0] if owners else (token_sentence[start] if start < len(token_sentence) else first_sentence)
+            special_types = ([NO_CAPITAL] * len(self.prefix), [NO_CAPITAL] * len(self.suffix))
+            body_types = tuple(special_types[0] + types[start:start + self.content] + special_types[1]) \
+                if self.word_case else ()
             out.append(Sample(first, tuple(self.prefix + body + self.suffix), tuple((w, p) for _, w, p in scored),
-                              owners if any(s != first for s in owners) else ()))
+                              owners if any(s != first for s in owners) else (), body_types))
         return out

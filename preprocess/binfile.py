@@ -87,6 +87,8 @@ def pad_row(sample, length: int, pad_id: int, input_names) -> dict[str, np.ndarr
     }
     arrays["input_ids"][0, :n] = sample.input_ids
     arrays["attention_mask"][0, :n] = 1
+    if sample.token_types:  # a model that reads word case (common.word_case)
+        arrays["token_type_ids"][0, :n] = sample.token_types
     return {name: arrays[name] for name in input_names}
 
 

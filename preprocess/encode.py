@@ -21,7 +21,10 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from common.word_case import token_case_types
+
 from .align import Aligner
+from .tokenizer import encodes_word_case
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Rows:
     word_slot: np.ndarray
     offsets: np.ndarray  # (sentences + 1,) word offsets
     windowed: int  # sentences (documents, in document context) that needed windows
+    token_types: Optional[np.ndarray] = None  # flat like `ids`: each token's word case, for a model that reads it
 
     @property
     def num_rows(self) -> int:
@@ -66,6 +70,7 @@ def encode(tokenizer, sentences: Sequence[Sequence[str]], max_len: int, aligner:
     all_ids = enc["input_ids"]
     offsets = _word_offsets(sentences)
     pieces, lengths, w_row, w_pos, w_slot = [], [], [], [], []
+    types = [] if encodes_word_case(tokenizer) else None
     windowed = 0
     for s, words in enumerate(sentences):
         ids = all_ids[s]
@@ -73,14 +78,16 @@ def encode(tokenizer, sentences: Sequence[Sequence[str]], max_len: int, aligner:
         if first is None:  # too long, or a word without a token: the windowing aligner's way
             aligner = aligner or Aligner(tokenizer, max_len, overlap)
             windowed += 1
-            _add_samples(aligner.samples(s, words), offsets, pieces, lengths, w_row, w_pos, w_slot)
+            _add_samples(aligner.samples(s, words), offsets, pieces, lengths, w_row, w_pos, w_slot, types)
             continue
         w_row.extend([len(lengths)] * len(words))
         w_pos.extend(first)
         w_slot.extend(range(offsets[s], offsets[s + 1]))
         pieces.append(ids)
         lengths.append(len(ids))
-    return _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed)
+        if types is not None:
+            types.append(token_case_types(words, enc.word_ids(s)))
+    return _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed, types)
 
 
 def _encode_documents(aligner: Aligner, sentences: list[list[str]], documents) -> Rows:
@@ -92,6 +99,7 @@ def _encode_documents(aligner: Aligner, sentences: list[list[str]], documents) -
         raise ValueError(f"documents must list each of the {len(sentences)} sentence indices exactly once")
     offsets = _word_offsets(sentences)
     pieces, lengths, w_row, w_pos, w_slot = [], [], [], [], []
+    types = [] if aligner.word_case else None
     windowed = 0
     for document in documents:
         worded = [(s, sentences[s]) for s in document if sentences[s]]
@@ -99,8 +107,8 @@ def _encode_documents(aligner: Aligner, sentences: list[list[str]], documents) -
             continue
         samples = aligner.document_samples(worded)
         windowed += len(samples) > 1
-        _add_samples(samples, offsets, pieces, lengths, w_row, w_pos, w_slot)
-    return _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed)
+        _add_samples(samples, offsets, pieces, lengths, w_row, w_pos, w_slot, types)
+    return _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed, types)
 
 
 def _word_offsets(sentences: list[list[str]]) -> np.ndarray:
@@ -109,8 +117,9 @@ def _word_offsets(sentences: list[list[str]]) -> np.ndarray:
     return offsets
 
 
-def _add_samples(samples, offsets, pieces, lengths, w_row, w_pos, w_slot) -> None:
-    """Aligner samples as rows; a scored word lands at its own sentence's slot."""
+def _add_samples(samples, offsets, pieces, lengths, w_row, w_pos, w_slot, types) -> None:
+    """Aligner samples as rows; a scored word lands at its own sentence's slot. `types`: None, or
+    the list that collects each row's token types."""
     for sample in samples:
         for sentence, word, pos in sample.scored_words():
             w_row.append(len(lengths))
@@ -118,16 +127,20 @@ def _add_samples(samples, offsets, pieces, lengths, w_row, w_pos, w_slot) -> Non
             w_slot.append(offsets[sentence] + word)
         pieces.append(sample.input_ids)
         lengths.append(len(sample.input_ids))
+        if types is not None:
+            types.append(sample.token_types)
 
 
-def _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed) -> Rows:
+def _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed, types=None) -> Rows:
     lengths = np.asarray(lengths, dtype=np.int64)
     starts = np.zeros(len(lengths), dtype=np.int64)
     starts[1:] = np.cumsum(lengths)[:-1]
-    flat = np.fromiter((t for p in pieces for t in p), dtype=np.int64, count=int(lengths.sum()))
+    total = int(lengths.sum())
+    flat = np.fromiter((t for p in pieces for t in p), dtype=np.int64, count=total)
+    flat_types = None if types is None else np.fromiter((t for p in types for t in p), dtype=np.int64, count=total)
     return Rows(ids=flat, starts=starts, lengths=lengths, word_row=np.asarray(w_row, dtype=np.int64),
                 word_pos=np.asarray(w_pos, dtype=np.int64), word_slot=np.asarray(w_slot, dtype=np.int64),
-                offsets=offsets, windowed=windowed)
+                offsets=offsets, windowed=windowed, token_types=flat_types)
 
 
 def _first_positions(word_ids, n_words: int) -> Optional[list[int]]:

@@ -94,4 +94,4 @@ def plan(rows: Rows, policy: BatchPolicy) -> list[RowBatch]:
 def batch_feed(rows: Rows, batch: RowBatch, input_names: Sequence[str], pad_id: int = 0) -> Feed:
     """The padded int64 inputs of one batch, named and ordered as `input_names`."""
     return build_feed_flat(rows.ids, rows.starts[batch.rows], rows.lengths[batch.rows], batch.length,
-                           input_names, pad_id)
+                           input_names, pad_id, rows.token_types)

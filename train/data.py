@@ -8,9 +8,11 @@ import torch
 
 from common.errors import UserError
 from common.feeds import build_feed
+from common.tags import OUTSIDE, entity_types, keep_types
+from common.word_case import token_case_types
 from preprocess.align import Aligner
 from preprocess.conll import ConllFile, Sentence
-from common.tags import OUTSIDE, entity_types, keep_types
+from preprocess.tokenizer import encodes_word_case
 
 IGNORE_INDEX = -100
 
@@ -42,11 +44,13 @@ def filter_types(sentences, types, path) -> list[Sentence]:
 @dataclass(frozen=True)
 class Example:
     """Token ids, a label at each scored word's first sub-token (IGNORE_INDEX elsewhere), and
-    `(sentence, word)` of each labelled position in token order (to score per sentence)."""
+    `(sentence, word)` of each labelled position in token order (to score per sentence);
+    `token_types`: each token's word case for a model that reads it (`common.word_case`), else empty."""
 
     input_ids: list[int]
     labels: list[int]
     words: tuple[tuple[int, int], ...] = ()
+    token_types: tuple[int, ...] = ()
 
 
 def encode(tokenizer, sentences, label2id, max_seq_len) -> list[Example]:
@@ -75,7 +79,8 @@ def _encode_chunk(tokenizer, words, label_ids, max_seq_len, out, sid, first_word
         previous = word_id
     ids = enc["input_ids"][:max_seq_len]  # only a single over-long word can still exceed
     labels = labels[: len(ids)]
-    out.append(Example(ids, labels, tuple(owners[:sum(1 for x in labels if x != IGNORE_INDEX)])))
+    types = tuple(token_case_types(words, enc.word_ids())[:len(ids)]) if encodes_word_case(tokenizer) else ()
+    out.append(Example(ids, labels, tuple(owners[:sum(1 for x in labels if x != IGNORE_INDEX)]), types))
 
 
 def encode_documents(aligner: Aligner, conll: ConllFile, sentences, label2id, note=None) -> list[Example]:
@@ -93,7 +98,7 @@ def encode_documents(aligner: Aligner, conll: ConllFile, sentences, label2id, no
             for sid, word, pos in sorted(sample.scored_words(), key=lambda item: item[2]):
                 labels[pos] = label2id[sentences[sid].tags[word]]
                 owners.append((sid, word))
-            examples.append(Example(list(sample.input_ids), labels, tuple(owners)))
+            examples.append(Example(list(sample.input_ids), labels, tuple(owners), sample.token_types))
     return examples
 
 
@@ -117,7 +122,8 @@ def collate(examples, indices, pad_id, input_names):
     `input_names` (`common.feeds.build_feed`, the feed builder of every other stage), and the labels."""
     rows = [examples[i].input_ids for i in indices]
     width = max(len(row) for row in rows)
-    feed = build_feed(rows, width, input_names, pad_id)
+    types = [examples[i].token_types for i in indices] if examples[indices[0]].token_types else None
+    feed = build_feed(rows, width, input_names, pad_id, types)
     labels = torch.full((len(indices), width), IGNORE_INDEX, dtype=torch.long)
     for row, i in enumerate(indices):
         labels[row, :len(examples[i].labels)] = torch.tensor(examples[i].labels)

@@ -25,7 +25,7 @@ from common.cli import CONTEXT_SETTINGS
 from preprocess.align import Aligner
 from preprocess.conll import read_conll_file
 from preprocess.pipeline import CONTEXTS, stderr_note
-from preprocess.tokenizer import load_tokenizer
+from preprocess.tokenizer import encodes_word_case, load_tokenizer, mark_word_case
 
 from . import checkpoint
 from .data import IGNORE_INDEX, bucketed_batches, collate, encode, encode_documents, filter_types, label_list
@@ -54,6 +54,7 @@ class TrainConfig:
     save_each_epoch: bool = False
     context: str = "sentence"
     window_overlap: int | None = None
+    word_case: bool = False
     command: str = ""
 
 
@@ -146,6 +147,8 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     model = AutoModelForTokenClassification.from_pretrained(base_dir, config=config, dtype=torch.float32,
                                                             ignore_mismatched_sizes=True, use_safetensors=True)
     input_names = tuple(tokenizer.model_input_names)
+    if cfg.word_case or encodes_word_case(tokenizer):  # a base trained with word case keeps it
+        _add_word_case(model, tokenizer, input_names, base_dir)
 
     if cfg.context == "document":
         try:
@@ -251,6 +254,26 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     return result
 
 
+def _add_word_case(model, tokenizer, input_names, base_dir: Path) -> None:
+    """Give the model each word's case through token_type_ids (`common.word_case`): the segment
+    embedding grows to the case classes, each new row starting as the single-sequence row 0, so
+    training starts from the pretrained model's behaviour; config.json records it for every stage.
+    A base that already has room for the classes keeps its rows."""
+    from common.word_case import CASE_CLASSES, CONFIG_KEY, CONFIG_VALUE
+
+    embeddings = getattr(getattr(model.base_model, "embeddings", None), "token_type_embeddings", None)
+    if "token_type_ids" not in input_names or embeddings is None:
+        raise UserError(f"--word_case: {base_dir} takes no token_type_ids, where the case classes go")
+    if embeddings.num_embeddings < CASE_CLASSES:
+        grown = torch.nn.Embedding(CASE_CLASSES, embeddings.embedding_dim)
+        with torch.no_grad():  # every class starts as row 0 (the pretrained sentence-B row means nothing here)
+            grown.weight[:] = embeddings.weight[0]
+        model.base_model.embeddings.token_type_embeddings = grown
+        model.config.type_vocab_size = CASE_CLASSES
+    setattr(model.config, CONFIG_KEY, CONFIG_VALUE)
+    mark_word_case(tokenizer)
+
+
 def _describe_base(base: str, base_dir: Path) -> str:
     if base != "minilm":
         return f"`{base_dir}`"
@@ -283,7 +306,7 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
               + (f" (windows of {cfg.max_seq_len} tokens, overlap "
                     f"{cfg.window_overlap if cfg.window_overlap is not None else 'half a window'})"
                     if cfg.context == "document"
-                 else "") + ", "
+                 else "") + (", word case in token_type_ids" if cfg.word_case else "") + ", "
               f"epochs {cfg.epochs}, lr {cfg.lr}, batch {cfg.batch_size}, max_seq_len {cfg.max_seq_len}, "
               f"warm-up {cfg.warmup_ratio}, weight decay {cfg.weight_decay}, seed {cfg.seed}, "
               f"weights saved as {'float16' if cfg.save_fp16 else 'float32'}", "",
@@ -335,6 +358,9 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
                    "(the sentences of each -DOCSTART- document as one sequence; FLERT).")
 @click.option("--window_overlap", default=None, type=int,
               help="With --context document: tokens shared by neighbouring windows [default: half a window].")
+@click.option("--word_case", is_flag=True,
+              help="Give an uncased model each word's case (lower / Capitalised / ALL CAPS) through "
+                   "token_type_ids; every stage then builds them (config.json ner_word_case).")
 @handle_errors
 def main(**kwargs):
     """Fine-tune a checkpoint for NER and write an HF checkpoint folder with a MODEL_CARD.md."""
