@@ -19,7 +19,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from common.npy import read_npy_header
+from common.npy import read_npy
 from common.errors import InputFileError
 
 from .decode import Index, SampleRecord, expected_shape
@@ -116,12 +116,9 @@ def bin_dtype(paths: Mapping[int, Path], index: Index, output_dtype: str | None 
     return chosen
 
 
-def _check_npy_header(path: Path, record: SampleRecord, num_labels: int) -> None:
+def _check_npy_header(path: Path, header, record: SampleRecord, num_labels: int) -> None:
     """Refuse a `.npy` whose header is not real numbers of the expected shape, before reading its data."""
-    try:
-        shape, dtype, _ = read_npy_header(path)
-    except (ValueError, OSError, EOFError) as err:
-        raise InputFileError(path, f"not a readable .npy file ({err})") from None
+    shape, dtype, _ = header
     if dtype.hasobject or not np.issubdtype(dtype, np.number):
         raise InputFileError(path, f"holds {dtype} values, expected float logits")
     if np.issubdtype(dtype, np.complexfloating):
@@ -147,9 +144,8 @@ def load_output(path: Path, record: SampleRecord, num_labels: int, dtype: np.dty
             return np.fromfile(path, dtype=dtype).reshape(1, record.length, num_labels)
         except OSError as err:
             raise InputFileError(path, f"cannot read ({err})") from None
-    _check_npy_header(path, record, num_labels)
-    try:
-        return np.load(path, allow_pickle=False)
+    try:  # opened once: the header is checked before any data is read
+        return read_npy(path, lambda header: _check_npy_header(path, header, record, num_labels))
     except (ValueError, OSError, EOFError) as err:
         raise InputFileError(path, f"not a readable .npy file ({err})") from None
 
