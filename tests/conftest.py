@@ -41,8 +41,9 @@ def default_model_dir():
 
 
 def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64, heads: int = 4,
-                     labels=CONLL_LABELS, seed: int = 0, tokenizer_from: Path | None = None) -> Path:
-    """A random-weight BERT token classifier with the MiniLM (uncased) tokenizer, saved as a checkpoint."""
+                     labels=CONLL_LABELS, seed: int = 0, tokenizer_from: Path | None = None, **config) -> Path:
+    """A random-weight BERT token classifier with the MiniLM (uncased) tokenizer, saved as a checkpoint.
+    `config`: more BertConfig entries (they go to config.json)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
@@ -54,7 +55,7 @@ def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64, heads: int
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=hidden * 4,
                         max_position_embeddings=512, num_labels=len(labels),
-                        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+                        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)}, **config)
     model = BertForTokenClassification(config).eval()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

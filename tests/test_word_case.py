@@ -16,9 +16,11 @@ from common.model_spec import read_model_spec
 from common.word_case import ALL_CAPITALS, CAPITALISED, NO_CAPITAL, piece_case_types, token_case_types, word_case
 from common.metrics import classification_report
 from preprocess.conll import read_conll_file
-from preprocess.tokenizer import encodes_word_case, load_tokenizer
+from common.tags import to_iob2
+from preprocess.tokenizer import encodes_word_case, load_tokenizer, mark_word_case
 from train.finetune import TrainConfig, finetune, main as finetune_cli
 
+from conftest import build_tiny_model
 from test_model_families import build_distilbert
 from test_train import write_slice
 
@@ -57,31 +59,38 @@ def slices(conll, tmp_path_factory):
 
 
 def _train(base, slices, out, **extra):
-    cfg = TrainConfig(base=str(base), train_file=slices[0], valid_file=slices[1], output_dir=out, epochs=1,
-                      lr=3e-3, batch_size=8, seed=5, word_case=True, context="document", max_seq_len=96,
-                      window_overlap=16, **extra)
+    cfg = TrainConfig(base=str(base), train_file=slices[0], valid_file=slices[1], test_file=slices[1],
+                      output_dir=out, epochs=1, lr=1e-3, batch_size=4, seed=5, word_case=True, context="document",
+                      max_seq_len=64, window_overlap=16, max_steps=6, **extra)
     return finetune(cfg)
 
 
-@pytest.fixture(scope="module")
-def trained(slices, tiny_model_dir, tmp_path_factory):
-    return _train(tiny_model_dir, slices, tmp_path_factory.mktemp("case") / "model")
-
-
-def test_training_records_word_case_and_is_deterministic(trained, slices, tiny_model_dir, tmp_path):
-    config = json.loads((trained.output_dir / "config.json").read_text())
+def test_training_with_word_case_records_it_and_is_deterministic(slices, tiny_model_dir, tmp_path):
+    first = _train(tiny_model_dir, slices, tmp_path / "first")
+    config = json.loads((first.output_dir / "config.json").read_text())
     assert config["ner_word_case"] == "token_type_ids" and config["type_vocab_size"] == 3
-    spec = read_model_spec(trained.output_dir)
-    assert spec.word_case and encodes_word_case(load_tokenizer(trained.output_dir))
+    assert read_model_spec(first.output_dir).word_case and encodes_word_case(load_tokenizer(first.output_dir))
     assert not encodes_word_case(load_tokenizer(tiny_model_dir))
-    assert "word case in token_type_ids" in (trained.output_dir / "MODEL_CARD.md").read_text()
-    again = _train(tiny_model_dir, slices, tmp_path / "again", max_steps=len(trained.losses))
-    assert again.losses == trained.losses
+    card = (first.output_dir / "MODEL_CARD.md").read_text()
+    assert "word case in token_type_ids" in card
+    # the test file is scored in both contexts: as trained (document) and without context
+    assert "## Test, document context (as trained;" in card and "## Test, sentence context (trained in document" in card
+    again = _train(tiny_model_dir, slices, tmp_path / "again")
+    assert again.losses == first.losses and len(first.losses) == 6
 
 
-def test_every_stage_builds_the_same_types_and_onnx_scores_as_pytorch(trained, slices, tmp_path):
-    """bin_create's token_type_ids files hold each word's class; ORT on them scores as PyTorch did;
-    the engine's in-process feeds carry the same types (same labels as the file flow)."""
+@pytest.fixture(scope="module")
+def case_model(tmp_path_factory):
+    """A tiny random BERT whose three segment rows differ, marked as reading word case: its labels
+    depend on the types, so equal labels mean equal types."""
+    return build_tiny_model(tmp_path_factory.mktemp("case_model"), seed=3, type_vocab_size=3,
+                            ner_word_case="token_type_ids")
+
+
+def test_every_stage_builds_the_same_types(case_model, slices, tmp_path):
+    """bin_create's token_type_ids files hold each word's class; the file flow (bin_create -> ORT
+    infer -> bert_metric) labels every word as the engine's in-process feeds do; with the types
+    zeroed the labels differ (they reach the model)."""
     from convert.export import export_onnx
     from engine import Engine
     from infer.offline import run_offline
@@ -91,19 +100,18 @@ def test_every_stage_builds_the_same_types_and_onnx_scores_as_pytorch(trained, s
     from runners.onnxrt import OrtRunner
 
     onnx_path = tmp_path / "model.onnx"
-    export_onnx(model_dir=trained.output_dir, output=onnx_path)
-    binset = create_bins(slices[1], trained.output_dir, tmp_path / "bins", seq_len=96, buckets=(32, 96),
-                         show_progress=False, context="document")
-    records = read_index(binset.index_file).samples
-    tokenizer = load_tokenizer(trained.output_dir)
+    export_onnx(model_dir=case_model, output=onnx_path)
+    binset = create_bins(slices[1], case_model, tmp_path / "bins", seq_len=64, buckets=(32, 64),
+                         show_progress=False, context="document", overlap=16)
+    tokenizer = load_tokenizer(case_model)
     conll = read_conll_file(slices[1])
     sentences = [sentence.words for sentence in conll.sentences]
     seen = set()
-    for record in records[:20]:
+    for record in read_index(binset.index_file).samples:
         i = record.sample
         ids = np.fromfile(binset.bin_dir / "input_ids" / f"input_ids_{i}_{i}.bin", dtype="<i8")
         types = np.fromfile(binset.bin_dir / "token_type_ids" / f"token_type_ids_{i}_{i}.bin", dtype="<i8")
-        assert (types[ids == tokenizer.pad_token_id] == 0).all()
+        assert (types[ids == tokenizer.pad_token_id] == 0).all() and types[0] == 0
         for sentence, word, pos in record.scored():  # each scored word's first piece holds its class
             assert types[pos] == word_case(sentences[sentence][word])
             seen.add(int(types[pos]))
@@ -111,30 +119,23 @@ def test_every_stage_builds_the_same_types_and_onnx_scores_as_pytorch(trained, s
 
     run = run_offline(model=onnx_path, input=",".join(str(d) for d in binset.input_dirs()),
                       output=tmp_path / "result", outfmt="NPY", batchsize=8, log=lambda _: None, progress=False)
-    flow = score_run(result_dir=run.out_dir, anno_file=binset.anno_file).result
-    assert flow["f1"] == pytest.approx(max(m["f1"] for m in trained.epochs), abs=0.01)
+    flow = score_run(result_dir=run.out_dir, anno_file=binset.anno_file)
 
-    spec = read_model_spec(trained.output_dir)
+    spec = read_model_spec(case_model)
     with OrtRunner.from_path(onnx_path) as runner:
-        engine = Engine(runner, tokenizer=tokenizer, input_names=spec.input_names, id2label=spec.id2label,
-                        policy=BatchPolicy(), max_len=96, context="document", window_overlap=16)
-        rows = engine.encode(sentences, conll.documents())
-        assert rows.token_types is not None and set(np.unique(rows.token_types).tolist()) == {0, 1, 2}
-        in_process = classification_report([list(s.tags) for s in conll.sentences],
-                                           engine.label(sentences, conll.documents()))
-    assert in_process["f1"] == pytest.approx(flow["f1"], abs=1e-9)
+        def labels(tokenizer):
+            engine = Engine(runner, tokenizer=tokenizer, input_names=spec.input_names, id2label=spec.id2label,
+                            policy=BatchPolicy(), max_len=64, context="document", window_overlap=16)
+            types = engine.encode(sentences, conll.documents()).token_types
+            return types, [to_iob2(tags) for tags in engine.label(sentences, conll.documents())]
 
-
-def test_the_types_reach_the_model(trained):
-    """Same ids, other case classes: other logits (the grown segment embedding was trained)."""
-    import torch
-    from transformers import AutoModelForTokenClassification
-
-    model = AutoModelForTokenClassification.from_pretrained(trained.output_dir).eval()
-    ids = torch.tensor([[101, 3000, 2003, 1037, 2103, 102]])
-    with torch.inference_mode():
-        logits = [model(input_ids=ids, token_type_ids=torch.full_like(ids, t)).logits for t in range(3)]
-    assert not torch.allclose(logits[0], logits[1]) and not torch.allclose(logits[1], logits[2])
+        types, in_process = labels(tokenizer)
+        assert set(np.unique(types).tolist()) == {0, 1, 2}
+        zeros, without_case = labels(mark_word_case(load_tokenizer(case_model), False))
+        assert zeros is None
+    assert in_process == flow.pred
+    changed = sum(a != b for x, y in zip(in_process, without_case) for a, b in zip(x, y))
+    assert changed > 0.05 * sum(len(s) for s in sentences)
 
 
 def _with_config(source: Path, target: Path, **changes) -> Path:
@@ -147,13 +148,13 @@ def _with_config(source: Path, target: Path, **changes) -> Path:
     return target
 
 
-def test_a_malformed_word_case_entry_is_a_one_line_error(trained, slices, tmp_path):
+def test_a_malformed_word_case_entry_is_a_one_line_error(case_model, slices, tmp_path):
     from preprocess.cli import main as bin_create_cli
 
-    bad_value = _with_config(trained.output_dir, tmp_path / "bad_value", ner_word_case="yes")
+    bad_value = _with_config(case_model, tmp_path / "bad_value", ner_word_case="yes")
     with pytest.raises(ValidationError, match=r"config.json: ner_word_case must be \"token_type_ids\""):
         read_model_spec(bad_value)
-    no_room = _with_config(trained.output_dir, tmp_path / "no_room", type_vocab_size=2)
+    no_room = _with_config(case_model, tmp_path / "no_room", type_vocab_size=2)
     result = CliRunner().invoke(bin_create_cli, ["--input_file", str(slices[1]), "--model_name_from_hub", str(no_room),
                                                  "--save_dir", str(tmp_path / "bins")])
     assert result.exit_code == 1 and "needs type_vocab_size >= 3" in result.output

@@ -64,7 +64,8 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = 0
-    test: dict | None = None
+    test: dict | None = None  # in the training context
+    test_other_context: dict | None = None  # the same model in the other context (both go in the card)
     finished: bool = False
 
 
@@ -150,17 +151,15 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     if cfg.word_case or encodes_word_case(tokenizer):  # a base trained with word case keeps it
         _add_word_case(model, tokenizer, input_names, base_dir)
 
-    if cfg.context == "document":
-        try:
-            aligner = Aligner(tokenizer, cfg.max_seq_len, cfg.window_overlap)
-        except ValueError as err:
-            raise UserError(f"--max_seq_len {cfg.max_seq_len} / --window_overlap: {err}") from None
+    try:
+        aligner = Aligner(tokenizer, cfg.max_seq_len, cfg.window_overlap)
+    except ValueError as err:
+        raise UserError(f"--max_seq_len {cfg.max_seq_len} / --window_overlap: {err}") from None
 
-        def encode_split(name, sents):
+    def encode_split(name, sents, context=cfg.context):
+        if context == "document":
             return encode_documents(aligner, files[name], sents, label2id, note=stderr_note)
-    else:
-        def encode_split(name, sents):
-            return encode(tokenizer, sents, label2id, cfg.max_seq_len)
+        return encode(tokenizer, sents, label2id, cfg.max_seq_len)
     # inference reads it back (common.model_spec.TrainedContext): run.sh runs the model the way it learned
     trained = TrainedContext("document", cfg.max_seq_len, aligner.overlap) if cfg.context == "document" \
         else TrainedContext()
@@ -247,7 +246,11 @@ def finetune(cfg: TrainConfig) -> TrainResult:
     model.load_state_dict(best_state)
     if test_ex:
         result.test = evaluate(model, test_ex, id2label, input_names=input_names, pad_id=pad_id)
-        click.echo(f"test (best epoch {result.best_epoch}): F1 {result.test['f1']:.4f}", err=True)
+        other = _other_context(cfg.context)
+        result.test_other_context = evaluate(model, encode_split("test", test_sents, other), id2label,
+                                             input_names=input_names, pad_id=pad_id)
+        click.echo(f"test (best epoch {result.best_epoch}): F1 {result.test['f1']:.4f} ({cfg.context} context), "
+                   f"{result.test_other_context['f1']:.4f} ({other} context)", err=True)
 
     result.finished = True
     save(model)
@@ -272,6 +275,20 @@ def _add_word_case(model, tokenizer, input_names, base_dir: Path) -> None:
         model.config.type_vocab_size = CASE_CLASSES
     setattr(model.config, CONFIG_KEY, CONFIG_VALUE)
     mark_word_case(tokenizer)
+
+
+def _other_context(context: str) -> str:
+    return "sentence" if context == "document" else "document"
+
+
+def _test_table(scores: dict, context: str, trained_in: str) -> list[str]:
+    how = "as trained" if context == trained_in else f"trained in {trained_in} context"
+    lines = [f"## Test, {context} context ({how}; PyTorch, conlleval counts)", "",
+             f"precision {_fmt(scores['precision'])}, recall {_fmt(scores['recall'])}, F1 {_fmt(scores['f1'])}", "",
+             "| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for etype, m in sorted(scores["per_type"].items()):
+        lines.append(f"| {etype} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {m['support']} |")
+    return lines + [""]
 
 
 def _describe_base(base: str, base_dir: Path) -> str:
@@ -319,13 +336,9 @@ def _model_card(cfg: TrainConfig, base_dir: Path, result: TrainResult, labels) -
     running = "" if result.finished else f" (still running: {len(result.epochs)} of {cfg.epochs} epochs done)"
     lines += ["", f"Best on valid: {result.best_epoch} (kept). Training time: {minutes:.1f} minutes{running}.", ""]
     if result.test:
-        t = result.test
-        lines += [f"## Test (PyTorch, conlleval counts, {cfg.context} context)", "",
-                  f"precision {_fmt(t['precision'])}, recall {_fmt(t['recall'])}, F1 {_fmt(t['f1'])}", "",
-                  "| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        for etype, m in sorted(t["per_type"].items()):
-            lines.append(f"| {etype} | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {m['support']} |")
-        lines.append("")
+        lines += _test_table(result.test, cfg.context, cfg.context)
+    if result.test_other_context:
+        lines += _test_table(result.test_other_context, _other_context(cfg.context), cfg.context)
     return "\n".join(lines)
 
 
