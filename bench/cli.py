@@ -63,9 +63,10 @@ import click
 from common.atomic import write_json, write_text
 from common.errors import handle_errors
 from common.cli import CONTEXT_SETTINGS, parse_lengths, model_dir_option
+from common.model_spec import CONTEXTS
 
 from .models import INT8_SOURCES
-from .paths import DEFAULT_POLICY, PATHS
+from .paths import DEFAULT_MAX_TOKENS, DEFAULT_POLICY, PATHS
 from .report import markdown, plot
 from .run import DEFAULT_BUCKETS, DEFAULT_OV_STREAMS, run_benchmark
 
@@ -88,8 +89,13 @@ INVALID_RUN_EXIT = 3  # measured, written, but a path beat its peak: not 1 (an e
               help="Score F1 on the whole file or on the sample only (quick runs).")
 @click.option("--max_rows", type=click.IntRange(1), default=DEFAULT_POLICY.max_rows, show_default=True,
               help="Rows per batch of the batched paths.")
-@click.option("--max_tokens", type=click.IntRange(0), default=DEFAULT_POLICY.max_tokens, show_default=True,
-              help="Padded tokens per batch of the batched paths (0: no budget).")
+@click.option("--max_tokens", type=click.IntRange(0), default=None,
+              help="Padded tokens per batch of the batched paths (0: no budget) [default: "
+                   f"{DEFAULT_MAX_TOKENS['sentence']} in sentence context, {DEFAULT_MAX_TOKENS['document']} in document "
+                   "context].")
+@click.option("--context", type=click.Choice(CONTEXTS), default=None,
+              help="How words reach the model: each sentence alone, or document windows [default: the context "
+                   "the model was trained in, config.json ner_context]; the transformers pipeline stays per sentence.")
 @click.option("--io_binding", is_flag=True, help="Run ORT through IO binding.")
 @click.option("--work_dir", type=click.Path(path_type=Path), default=None,
               help="Where the ONNX models and the file-flow outputs go [default: a temporary folder].")
@@ -116,7 +122,7 @@ def main(json_path, md_path, plot_path, paths, max_tokens, no_batch_table, no_fi
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    result = run_benchmark(paths=[p for p in paths.split(",") if p], max_tokens=max_tokens or None,
+    result = run_benchmark(paths=[p for p in paths.split(",") if p], max_tokens=max_tokens,
                            with_batch_table=not no_batch_table, with_file_flow=not no_file_flow, command=command,
                            buckets=parse_lengths(buckets),
                            **kwargs)

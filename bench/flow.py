@@ -20,10 +20,13 @@ def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[
               max_tokens: int | None) -> dict:
     """The three stages in process (the library calls behind the commands), and the commands themselves."""
     flow_dir = Path(tempfile.mkdtemp(prefix="file_flow_", dir=work_dir))
-    shown = ",".join(map(str, buckets))
     t0 = time.perf_counter()
-    binset = create_bins(ctx.input_file, ctx.model_dir, flow_dir / "bert_bin", seq_len=512, buckets=buckets,
-                         show_progress=False)
+    words_in = ctx.words_in
+    seq_len = words_in.seq_len or 512
+    buckets = tuple(b for b in buckets if b <= seq_len)  # document windows may be shorter than a bucket
+    shown = ",".join(map(str, buckets))
+    binset = create_bins(ctx.input_file, ctx.model_dir, flow_dir / "bert_bin", seq_len=seq_len, buckets=buckets,
+                         show_progress=False, context=words_in.context, overlap=words_in.window_overlap)
     t1 = time.perf_counter()
     run = run_offline(model=model_file, input=",".join(str(d) for d in binset.input_dirs()),
                       output=flow_dir / "result", outfmt="BIN", batchsize=batchsize, max_tokens=max_tokens,
@@ -33,8 +36,10 @@ def file_flow(ctx: Context, model_file: Path, work_dir: Path, *, buckets: tuple[
     t3 = time.perf_counter()
     n = len(ctx.sentences)
     stages = {"bin_create_s": t1 - t0, "infer_s": t2 - t1, "bert_metric_s": t3 - t2}
+    in_documents = (f" --context document --seq_len {seq_len} --window_overlap {words_in.window_overlap}"
+                    if words_in.context == "document" else "")
     command = (f"python bin_create.py --input_file {ctx.input_file} --model_name_from_hub {ctx.model_dir} "
-               f"--save_dir BIN --buckets {shown} && python -m infer --model {model_file} --input "
+               f"--save_dir BIN --buckets {shown}{in_documents} && python -m infer --model {model_file} --input "
                f"\"{','.join('BIN/bert_bin_<ts>/' + name for name in ctx.spec.input_names)}\" --output OUT "
                f"--outfmt BIN --batchsize {batchsize}{f' --max_tokens {max_tokens}' if max_tokens else ''} "
                "&& python bert_metric.py --result_dir OUT/<ts> "

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from common.metrics import classification_report
+from common.model_spec import TrainedContext
 from preprocess.plan import BatchPolicy
 
 from .flops import EncoderShape
@@ -33,10 +34,16 @@ class Context:
     sample_tokens: int
     threads: int
     log: Callable[[str], None]
+    words_in: TrainedContext = TrainedContext()  # sentences, or document windows
+    documents: Optional[list] = None  # document context: the file's documents (lists of sentence indices)
+    sample_documents: Optional[list] = None  # ... and the sample's, as indices into the sample
 
     @property
     def sample(self) -> list[list[str]]:
         return [list(self.sentences[i].words) for i in self.sample_idx]
+
+    def run_sample(self, path: BenchPath):
+        return path.predict(self.sample, self.sample_documents)
 
     @property
     def all_words(self) -> list[list[str]]:
@@ -47,12 +54,22 @@ class Context:
         return [list(s.tags) for s in chosen]
 
 
-def warmup_set(ctx: Context, count: int) -> list[list[str]]:
-    """`count` sentences of the sample, the longest among them, so buffers reach their full size."""
+def warm_up(ctx: Context, path: BenchPath, count: int) -> None:
+    """Run `count` sentences of the sample through `path`, so buffers reach their full size: the longest
+    sentence among them, or in document context the sample's first documents (full windows)."""
     sample = ctx.sample
+    if ctx.sample_documents is not None:
+        documents, taken = [], 0
+        for document in ctx.sample_documents:
+            if taken >= count:
+                break
+            documents.append([taken + i for i in range(len(document))])
+            taken += len(document)
+        path.predict([sample[i] for document in ctx.sample_documents[:len(documents)] for i in document], documents)
+        return
     longest = max(range(len(sample)), key=lambda i: len(sample[i]))
     chosen = [sample[longest]] + [s for i, s in enumerate(sample[:count]) if i != longest]
-    return chosen[:max(1, count)]
+    path.predict(chosen[:max(1, count)])
 
 
 def agreement_between(ctx: Context, got: dict, ref: dict) -> Optional[float]:
@@ -76,13 +93,13 @@ def start_path(ctx: Context, path: BenchPath, *, warmup: int, f1_scope: str) -> 
         t0 = time.perf_counter()
         path.load()
         load_s = time.perf_counter() - t0
-        path.predict(warmup_set(ctx, warmup))
-        first = time_pass(lambda: path.predict(sample))
+        warm_up(ctx, path, warmup)
+        first = time_pass(lambda: ctx.run_sample(path))
         scope = "sample" if f1_scope == "sample" or path.name == "hf_pipeline" else "file"
         if scope == "file":
-            pred, gold = path.predict(ctx.all_words), ctx.gold()
+            pred, gold = path.predict(ctx.all_words, ctx.documents), ctx.gold()
         else:
-            pred, gold = path.predict(sample), ctx.gold(ctx.sample_idx)
+            pred, gold = ctx.run_sample(path), ctx.gold(ctx.sample_idx)
     report = classification_report(gold, pred)
     record = {
         "name": path.name,
@@ -116,9 +133,8 @@ def finish_record(ctx: Context, record: dict) -> dict:
 def loaded_and_timed_once(ctx: Context, path: BenchPath) -> tuple[Callable[[], object], list[float]]:
     """Load `path`, warm it up on 64 sentences, time one pass over the sample: an `interleave` job."""
     path.load()
-    path.predict(warmup_set(ctx, 64))
-    sample = ctx.sample
-    run = (lambda p: lambda: p.predict(sample))(path)
+    warm_up(ctx, path, 64)
+    run = (lambda p: lambda: ctx.run_sample(p))(path)
     return run, [time_pass(run)]
 
 
@@ -128,7 +144,7 @@ def batch_table(ctx: Context, model_file: Path, io_binding: bool, repeats: int) 
     jobs, paths = [], []
     for size in BATCH_TABLE_SIZES:
         path = OrtPath(f"batch{size}", model_file, BatchPolicy(max_rows=size), ctx.tokenizer, ctx.spec, what="",
-                       threads=ctx.threads, io_binding=io_binding)
+                       threads=ctx.threads, io_binding=io_binding, words_in=ctx.words_in)
         jobs.append(loaded_and_timed_once(ctx, path))
         paths.append(path)
     interleave(jobs, repeats - 1)

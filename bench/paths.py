@@ -1,8 +1,10 @@
 """The ways of getting word labels that the benchmark compares, behind one small interface.
 
 A path is built cheaply, `load()`ed (model, session: what its memory figure covers), then
-`predict(sentences)` turns lists of words into lists of IOB2 tags, everything included:
-tokenising, batching, inference, decoding. `close()` drops what `load()` made.
+`predict(sentences, documents)` turns lists of words into lists of IOB2 tags, everything included:
+tokenising, batching, inference, decoding. `close()` drops what `load()` made. The engine paths
+feed words in the benchmark's context (`words_in`: sentences, or document windows, where
+`documents` groups the sentences); the transformers pipeline knows sentences only.
 
 Every path but the transformers pipeline is the project's engine (`engine.Engine`) on a runner:
 PyTorch (`TorchRunner`), ONNX Runtime (`OrtRunner`) on one of the graphs the convert steps make, or
@@ -17,6 +19,7 @@ import numpy as np
 
 from common.checkpoint import check_checkpoint
 from common.cpu import CpuCapabilities
+from common.model_spec import TrainedContext
 from engine import Engine
 from runners.onnxrt import OrtRunner
 from runners.openvino import OpenVinoRunner
@@ -37,6 +40,8 @@ OLD_RECIPE = BatchPolicy(max_rows=8, sort=False, pad_to=512)
 # Measured on the 2-core AMD EPYC (AVX-512) this was tuned on: a few hundred padded tokens per
 # batch keep the activations cache-resident; fp32 slows down past ~1000 tokens per batch.
 DEFAULT_POLICY = BatchPolicy(max_rows=256, max_tokens=512)
+# document windows are 256 tokens: a budget that still batches several (run.sh's and bench.context's)
+DEFAULT_MAX_TOKENS = {"sentence": DEFAULT_POLICY.max_tokens, "document": 2048}
 
 
 class BenchPath:
@@ -47,7 +52,8 @@ class BenchPath:
     def load(self) -> None:
         raise NotImplementedError
 
-    def predict(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+    def predict(self, sentences: Sequence[Sequence[str]], documents=None) -> list[list[str]]:
+        """Tags of `sentences`; `documents` (lists of sentence indices) matter in document context only."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -104,7 +110,7 @@ class PipelinePath(BenchPath):
         self.pipe = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="none",
                              ignore_labels=[], device=-1)
 
-    def predict(self, sentences):
+    def predict(self, sentences, documents=None):
         out = []
         for words in sentences:
             text = " ".join(words)
@@ -125,8 +131,9 @@ class PipelinePath(BenchPath):
 class EnginePath(BenchPath):
     """The engine on a runner that `make_runner()` builds; the runner is activated by `load()`."""
 
-    def __init__(self, name: str, policy: BatchPolicy, tokenizer, spec):
+    def __init__(self, name: str, policy: BatchPolicy, tokenizer, spec, words_in: TrainedContext = TrainedContext()):
         self.name, self.policy, self.tokenizer, self.spec = name, policy, tokenizer, spec
+        self.words_in = words_in
         self.runner = None
         self.engine: Optional[Engine] = None
 
@@ -141,11 +148,13 @@ class EnginePath(BenchPath):
         self.runner.activate()
         # the feeds are built from the model spec: the per-call feed check is left out of the timing
         self.engine = Engine(self.runner, tokenizer=self.tokenizer, input_names=self.spec.input_names,
-                             id2label=self.spec.id2label, policy=self.policy, max_len=self.spec.max_positions,
-                             output_name=self.output_name(), check_inputs=False)
+                             id2label=self.spec.id2label, policy=self.policy,
+                             max_len=self.words_in.seq_len or self.spec.max_positions,
+                             output_name=self.output_name(), check_inputs=False, context=self.words_in.context,
+                             window_overlap=self.words_in.window_overlap)
 
-    def predict(self, sentences):
-        return self.engine.label(sentences)
+    def predict(self, sentences, documents=None):
+        return self.engine.label(sentences, documents)
 
     def close(self) -> None:
         if self.runner is not None:
@@ -156,8 +165,9 @@ class EnginePath(BenchPath):
 class TorchPath(EnginePath):
     """The checkpoint in PyTorch (fp32, transformers' default attention), batched like the ORT paths."""
 
-    def __init__(self, model_dir: Path, threads: int, policy: BatchPolicy, tokenizer, spec):
-        super().__init__("torch_batched", policy, tokenizer, spec)
+    def __init__(self, model_dir: Path, threads: int, policy: BatchPolicy, tokenizer, spec,
+                 words_in: TrainedContext = TrainedContext()):
+        super().__init__("torch_batched", policy, tokenizer, spec, words_in)
         self.model_dir, self.threads = Path(model_dir), threads
         self.model_file = _weights_file(self.model_dir)
         self.description = f"PyTorch fp32, {policy.describe()}"
@@ -171,8 +181,8 @@ class OrtPath(EnginePath):
     """An ONNX graph on ONNX Runtime through the project's runner (`OrtRunner`)."""
 
     def __init__(self, name: str, model_file: Path, policy: BatchPolicy, tokenizer, spec, what: str,
-                 threads: Optional[int] = None, io_binding: bool = False):
-        super().__init__(name, policy, tokenizer, spec)
+                 threads: Optional[int] = None, io_binding: bool = False, words_in: TrainedContext = TrainedContext()):
+        super().__init__(name, policy, tokenizer, spec, words_in)
         self.model_file, self.threads, self.io_binding = Path(model_file), threads, io_binding
         self.description = f"{what}, {policy.describe()}"
 
@@ -185,8 +195,8 @@ class OpenVinoPath(EnginePath):
 
     def __init__(self, name: str, model_file: Path, policy: BatchPolicy, tokenizer, spec, what: str, *,
                  precision: str, threads: Optional[int] = None, capabilities: Optional[CpuCapabilities] = None,
-                 streams: int = 1):
-        super().__init__(name, policy, tokenizer, spec)
+                 streams: int = 1, words_in: TrainedContext = TrainedContext()):
+        super().__init__(name, policy, tokenizer, spec, words_in)
         self.model_file, self.precision, self.threads = Path(model_file), precision, threads
         self.capabilities, self.streams = capabilities, streams
         in_flight = f", {streams} streams (batches in flight)" if streams > 1 else ""
@@ -219,3 +229,20 @@ def sample_indices(count: int, total: int, seed: int) -> np.ndarray:
     if count >= total:
         return np.arange(total)
     return np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))
+
+
+def document_sample(documents: Sequence[Sequence[int]], count: int, seed: int) -> tuple[np.ndarray, list[list[int]]]:
+    """Whole documents drawn with a fixed seed until they hold `count` sentences (all of them if the file
+    has fewer), in file order: the sentence indices, and the documents as indices into that sample."""
+    order = np.random.default_rng(seed).permutation(len(documents))
+    chosen, total = [], 0
+    for d in order.tolist():
+        if total >= count:
+            break
+        chosen.append(d)
+        total += len(documents[d])
+    idx, grouped = [], []
+    for d in sorted(chosen):
+        grouped.append(list(range(len(idx), len(idx) + len(documents[d]))))
+        idx.extend(documents[d])
+    return np.asarray(idx, dtype=np.int64), grouped

@@ -8,6 +8,19 @@ from common.errors import UserError
 from .paths import BF16_PATHS, FP32_PATHS
 
 
+def _sample_words(data: dict) -> str:
+    """How the sample was drawn and how words reached the model (runs before contexts: sentences)."""
+    context = (data.get("context") or {}).get("context", "sentence")
+    if context == "document":
+        c = data["context"]
+        return (f"{data['sample_documents']} whole documents drawn with seed {data['seed']}; document context: each "
+                f"document's words in windows of {c['seq_len']} word pieces overlapping by {c['window_overlap']}, "
+                f"{data['sample_word_pieces']} word pieces in all, special tokens included; the transformers "
+                "pipeline labels sentence by sentence")
+    return (f"fixed seed {data['seed']}, sentence context, {data['sample_mean_word_pieces']:.1f} word pieces each on "
+            "average, special tokens included")
+
+
 def markdown(result: dict) -> str:
     runs = {r["name"]: r for r in result["runs"]}
     base_fixed = runs.get("ort_fixed512", {}).get("sentences_per_s")
@@ -17,8 +30,7 @@ def markdown(result: dict) -> str:
         "## Speed: words to word labels",
         "",
         *_invalid_banner(result),
-        f"{d['sample']} sentences of `{Path(d['input_file']).name}` (fixed seed {d['seed']}, "
-        f"{d['sample_mean_word_pieces']:.1f} word pieces each on average, special tokens included), the same for every path; "
+        f"{d['sample']} sentences of `{Path(d['input_file']).name}` ({_sample_words(d)}), the same for every path; "
         f"{m['cores']} cores ({m['cpu']}), {m['intra_op_threads']} intra-op threads, one process. "
         "Times include tokenising, batching, inference and decoding. "
         f"Entity F1 (conlleval) on the whole file ({d['sentences']} sentences) unless marked *sample*. "

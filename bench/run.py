@@ -17,7 +17,8 @@ from common.cpu import CpuCapabilities
 from common.errors import UserError, ValidationError
 from common.model_spec import read_model_spec
 from runners.onnxrt import physical_cores
-from preprocess.conll import read_conll
+from common.model_spec import context_to_run
+from preprocess.conll import read_conll_file
 from preprocess.encode import encode
 from preprocess.pipeline import load_tokenizer
 from preprocess.plan import BatchPolicy
@@ -31,8 +32,8 @@ from .int8_source import choose_int8_source, fixed_int8_source
 from .machine import cpu_flags, cpu_model, loadavg, logical_cpus, trim_memory, version_of
 from .measure import Context, agreement_between, batch_table, finish_record, start_path
 from .models import INT8_SOURCES, ORT_INT8, build_float_graphs, build_nncf, build_ort_int8, graphs_for
-from .paths import DEFAULT_POLICY, FP32_PATHS, OLD_RECIPE, PATHS, PRECISION_OF_PATH, BenchPath, OpenVinoPath, \
-    OrtPath, PipelinePath, TorchPath, sample_indices
+from .paths import DEFAULT_MAX_TOKENS, DEFAULT_POLICY, FP32_PATHS, OLD_RECIPE, PATHS, PRECISION_OF_PATH, BenchPath, OpenVinoPath, \
+    OrtPath, PipelinePath, TorchPath, document_sample, sample_indices
 from .peaks import PeakSet, kernels_for, peak_violations
 from .timing import interleave, time_pass
 
@@ -49,13 +50,14 @@ PEAK_RULE = ("per precision, the best MatMul timing over every kernel (fp32: ONN
 def make_paths(ctx: Context, files: dict[str, Path], policy: BatchPolicy, io_binding: bool,
                capabilities: Optional[CpuCapabilities] = None, int8_graph: str = "fused",
                ov_streams: int = 1) -> dict[str, BenchPath]:
-    common = dict(tokenizer=ctx.tokenizer, spec=ctx.spec, threads=ctx.threads, io_binding=io_binding)
+    common = dict(tokenizer=ctx.tokenizer, spec=ctx.spec, threads=ctx.threads, io_binding=io_binding,
+                  words_in=ctx.words_in)
     ov = dict(tokenizer=ctx.tokenizer, spec=ctx.spec, threads=ctx.threads, capabilities=capabilities,
-              streams=ov_streams)
+              streams=ov_streams, words_in=ctx.words_in)
     source = {"plain": "plain export", "fused": "fused graph"}[int8_graph]
     return {
         "hf_pipeline": PipelinePath(ctx.model_dir, ctx.threads),
-        "torch_batched": TorchPath(ctx.model_dir, ctx.threads, policy, ctx.tokenizer, ctx.spec),
+        "torch_batched": TorchPath(ctx.model_dir, ctx.threads, policy, ctx.tokenizer, ctx.spec, ctx.words_in),
         "ort_fixed512": OrtPath("ort_fixed512", files["plain"], OLD_RECIPE, what="plain export (the old recipe)",
                                 **common),
         "ort_bucketed_fp32": OrtPath("ort_bucketed_fp32", files["plain"], policy, what="plain export", **common),
@@ -75,18 +77,32 @@ def make_paths(ctx: Context, files: dict[str, Path], policy: BatchPolicy, io_bin
     }
 
 
-def load_context(model_dir: Path, input_file: Path, *, sample: int, seed: int, log) -> Context:
-    """The file, the fixed-seed sample and the model facts every path shares."""
+def load_context(model_dir: Path, input_file: Path, *, sample: int, seed: int, log,
+                 context: Optional[str] = None) -> Context:
+    """The file, the fixed-seed sample and the model facts every path shares. `context`: sentence or
+    document [default: the one the model was trained in]; in document context the sample is whole
+    documents (drawn with the seed until they hold `sample` sentences)."""
     spec = read_model_spec(model_dir)
+    words_in = context_to_run(spec.trained_context, context)
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    sentences = read_conll(input_file)
+    conll = read_conll_file(input_file)
+    sentences = conll.sentences
     tokenizer = load_tokenizer(model_dir)
-    idx = sample_indices(sample, len(sentences), seed)
+    documents = sample_documents = None
+    if words_in.context == "document":
+        if not conll.has_docstart:
+            log(conll.no_docstart_note())
+        documents = conll.documents()
+        idx, sample_documents = document_sample(documents, sample, seed)
+    else:
+        idx = sample_indices(sample, len(sentences), seed)
     shape = EncoderShape.from_config(config)
-    rows = encode(tokenizer, [sentences[i].words for i in idx], spec.max_positions)
+    rows = encode(tokenizer, [sentences[i].words for i in idx], words_in.seq_len or spec.max_positions,
+                  documents=sample_documents, overlap=words_in.window_overlap)
     return Context(model_dir=model_dir, input_file=input_file, sentences=sentences, sample_idx=idx,
                    tokenizer=tokenizer, spec=spec, shape=shape, sample_flops=shape.flops(rows.lengths),
-                   sample_tokens=int(rows.lengths.sum()), threads=physical_cores(), log=log)
+                   sample_tokens=int(rows.lengths.sum()), threads=physical_cores(), log=log, words_in=words_in,
+                   documents=documents, sample_documents=sample_documents)
 
 
 def measure_paths(ctx: Context, all_paths: dict[str, BenchPath], names, *, repeats: int, warmup: int,
@@ -102,7 +118,7 @@ def measure_paths(ctx: Context, all_paths: dict[str, BenchPath], names, *, repea
     records, predictions, jobs = {}, {}, []
     for name in names:
         records[name], predictions[name] = start_path(ctx, all_paths[name], warmup=warmup, f1_scope=f1_scope)
-        jobs.append(((lambda p: lambda: p.predict(ctx.sample))(all_paths[name]), records[name]["passes"]))
+        jobs.append(((lambda p: lambda: ctx.run_sample(p))(all_paths[name]), records[name]["passes"]))
     log(f"[rounds] {repeats - 1} more timed pass(es) of every path, round-robin")
     # the peaks are one more job of the rounds, so that they meet the same speed regimes as the paths
     interleave(jobs + [(peaks.measure_round, [peak_first])], repeats - 1)
@@ -143,11 +159,11 @@ def build_graphs(ctx: Context, work: Path, paths, *, policy, reuse, calib_file, 
 
 def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, work_dir=None, reuse: bool = False,
                   repeats: int = 5, warmup: int = 64, f1_scope: str = "file", paths=PATHS,
-                  max_rows: int = DEFAULT_POLICY.max_rows, max_tokens: Optional[int] = DEFAULT_POLICY.max_tokens,
+                  max_rows: int = DEFAULT_POLICY.max_rows, max_tokens: Optional[int] = None,
                   io_binding: bool = False, calib_file=None, calib_sentences: int = 300, eval_file=None,
                   int8_source: str = "auto", buckets: tuple[int, ...] = DEFAULT_BUCKETS,
                   ov_streams: int = DEFAULT_OV_STREAMS, with_batch_table: bool = True, with_file_flow: bool = True,
-                  peak_shapes=None,
+                  peak_shapes=None, context: Optional[str] = None,
                   capabilities: Optional[CpuCapabilities] = None, command: str = "", log=click.echo) -> dict:
     started = time.perf_counter()
     unknown = [p for p in paths if p not in PATHS]
@@ -158,8 +174,10 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
     if int8_source not in INT8_SOURCES:
         raise UserError(f"--int8_source {int8_source!r}: use one of {', '.join(INT8_SOURCES)}")
     model_dir, input_file = Path(model_dir), Path(input_file)
-    ctx = load_context(model_dir, input_file, sample=sample, seed=seed, log=log)
-    policy = BatchPolicy(max_rows=max_rows, max_tokens=max_tokens)
+    ctx = load_context(model_dir, input_file, sample=sample, seed=seed, log=log, context=context)
+    if max_tokens is None:  # 0: no budget
+        max_tokens = DEFAULT_MAX_TOKENS[ctx.words_in.context]
+    policy = BatchPolicy(max_rows=max_rows, max_tokens=max_tokens or None)
     detected, openvino_missing = detect_capabilities()
     capabilities = capabilities or detected
     skipped = skip_reasons(paths, capabilities, openvino_missing)
@@ -189,7 +207,7 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
     if with_file_flow and best_ort_fp32:
         log(f"[file flow] bin_create --buckets {','.join(map(str, buckets))} -> infer -> bert_metric on {input_file.name}")
         flow = file_flow(ctx, Path(best_ort_fp32["model_file"]), work, buckets=buckets, batchsize=max_rows,
-                         max_tokens=max_tokens)
+                         max_tokens=max_tokens or None)
         compare_flow(flow, best_ort_fp32)
         log(f"[file flow] F1 {100 * flow['f1']:.2f}, in process "
             f"{'-' if flow['f1_in_process'] is None else round(100 * flow['f1_in_process'], 2)}, {flow['total_s']:.1f} s")
@@ -215,7 +233,8 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
                   "intermediate": ctx.shape.intermediate, "labels": ctx.shape.labels,
                   "mflop_per_word_piece": ctx.shape.flops_per_token() / 1e6},
         "data": {"input_file": str(input_file), "sentences": len(ctx.sentences), "sample": len(ctx.sample_idx),
-                 "seed": seed, "sample_word_pieces": ctx.sample_tokens,
+                 "seed": seed, "sample_word_pieces": ctx.sample_tokens, "context": ctx.words_in.as_config(),
+                 "sample_documents": len(ctx.sample_documents) if ctx.sample_documents is not None else None,
                  "sample_mean_word_pieces": ctx.sample_tokens / max(1, len(ctx.sample_idx)),
                  "sample_gflop": ctx.sample_flops / 1e9},
         "batching": {"policy": policy.describe(), "old_recipe": OLD_RECIPE.describe(), "openvino_streams": ov_streams},

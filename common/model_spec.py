@@ -44,6 +44,22 @@ class TrainedContext:
 
 CONTEXT_KEY = "ner_context"
 
+# document windows where the model does not say: 256 tokens overlapping by 64 (what bench.context measured best)
+DEFAULT_DOCUMENT_WINDOWS = (256, 64)
+
+
+def context_to_run(trained: TrainedContext, context: Optional[str] = None) -> TrainedContext:
+    """How to feed a model: `context` (None: the one it was trained in), with the trained windows where it
+    was trained in documents, else DEFAULT_DOCUMENT_WINDOWS; sentence context has no windows of its own."""
+    context = context or trained.context
+    if context not in CONTEXTS:
+        raise ValidationError(f"--context {context!r}: expected one of {', '.join(CONTEXTS)}")
+    if context == "sentence":
+        return TrainedContext()
+    if trained.context == "document" and trained.seq_len:
+        return trained
+    return TrainedContext("document", *DEFAULT_DOCUMENT_WINDOWS)
+
 
 def trained_context(config: Mapping, config_path: Path) -> TrainedContext:
     found = config.get(CONTEXT_KEY)

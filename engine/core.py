@@ -48,8 +48,9 @@ class Engine:
 
     `runner`: anything with `infer(feed) -> {output name: array}` (`runners.base.BaseRunner`);
     `input_names`/`id2label`: the model spec's; `policy`: how rows are batched; `max_len`: the
-    model's positions (a fixed `policy.pad_to` takes its place). `check_inputs=False` skips the
-    runner's per-call feed check (the feeds are built from the spec; the benchmark times without it).
+    model's positions or the document windows (rows never exceed a fixed `policy.pad_to` either).
+    `check_inputs=False` skips the runner's per-call feed check (the feeds are built from the spec;
+    the benchmark times without it).
     `context`/`window_overlap`: see the module docstring (windows are `max_len` tokens long)."""
 
     def __init__(self, runner, *, tokenizer, input_names: Sequence[str], id2label: Mapping[int, str],
@@ -59,7 +60,8 @@ class Engine:
             raise UserError(f"--context {context!r}: expected one of {', '.join(CONTEXTS)}")
         self.runner, self.tokenizer = runner, tokenizer
         self.input_names, self.id2label, self.policy = tuple(input_names), dict(id2label), policy
-        self.max_len = policy.pad_to or max_len
+        # rows (windows) fit both: a fixed pad_to longer than the windows only pads them (the old recipe's 512)
+        self.max_len = min(policy.pad_to, max_len) if policy.pad_to else max_len
         self.output_name, self.check_inputs = output_name, check_inputs
         self.pad_id = tokenizer.pad_token_id or 0
         self.context, self.window_overlap = context, window_overlap

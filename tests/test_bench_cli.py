@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the command's interface, unchanged by its move from infer/ to bench/ (issue 12 added --eval_file, --int8_source)
 FLAGS = ["--model_dir", "--input_file", "--json", "--markdown", "--plot", "--sample", "--seed", "--paths",
-         "--repeats", "--warmup", "--f1_scope", "--max_rows", "--max_tokens", "--io_binding", "--work_dir", "--reuse",
+         "--repeats", "--warmup", "--f1_scope", "--max_rows", "--max_tokens", "--context", "--io_binding", "--work_dir", "--reuse",
          "--calib_file", "--calib_sentences", "--eval_file", "--int8_source", "--buckets", "--ov_streams",
          "--no_batch_table", "--no_file_flow"]
 
