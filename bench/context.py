@@ -30,7 +30,7 @@ from runners.onnxrt import OrtRunner, physical_cores
 from .timing import time_pass
 
 # one policy for both: a token budget that still batches several 256-token document windows
-CONTEXT_POLICY = BatchPolicy(max_rows=256, max_tokens=2048)
+CONTEXT_POLICY = BatchPolicy(max_rows=256, max_tokens=1024)
 
 
 def compare_contexts(*, model_dir, input_file, onnx=None, seq_len: int = 256, window_overlap: int = 64,

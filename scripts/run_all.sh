@@ -62,7 +62,7 @@ fi
 case "$context" in sentence|document) ;; *) echo "error: --context $context: use sentence or document" >&2; exit 1 ;; esac
 # document windows of 256 tokens overlapping by 64: the setting `python -m bench.context` measured (README)
 if [ "$context" = document ]; then
-  : "${seq_len:=256}"; : "${window_overlap:=64}"; : "${max_tokens:=2048}"; suffix="-doc"
+  : "${seq_len:=256}"; : "${window_overlap:=64}"; : "${max_tokens:=1024}"; suffix="-doc"
 else
   : "${seq_len:=512}"; : "${max_tokens:=512}"; suffix=""
 fi
