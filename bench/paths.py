@@ -19,7 +19,7 @@ import numpy as np
 
 from common.checkpoint import check_checkpoint
 from common.cpu import CpuCapabilities
-from common.model_spec import TrainedContext
+from common.model_spec import TrainedContext, read_model_spec
 from engine import Engine
 from runners.onnxrt import OrtRunner
 from runners.openvino import OpenVinoRunner
@@ -96,6 +96,9 @@ class PipelinePath(BenchPath):
         self.model_dir, self.threads = Path(model_dir), threads
         self.model_file = _weights_file(self.model_dir)
         self.pipe = None
+        if read_model_spec(self.model_dir).word_case:
+            # the pipeline tokenises text itself: its token_type_ids are 0, whatever the model learned
+            self.description += " (without word case: the pipeline feeds token_type_ids 0)"
 
     def load(self) -> None:
         # torch and transformers take seconds to import: only this path (and TorchRunner) needs them
