@@ -14,7 +14,6 @@ from common.feeds import build_feed
 from common.index_format import read_index
 from common.model_spec import read_model_spec
 from common.word_case import ALL_CAPITALS, CAPITALISED, NO_CAPITAL, piece_case_types, token_case_types, word_case
-from common.metrics import classification_report
 from preprocess.conll import read_conll_file
 from common.tags import to_iob2
 from preprocess.tokenizer import encodes_word_case, load_tokenizer, mark_word_case
