@@ -246,9 +246,11 @@ def test_nncf_bad_inputs_one_line_nothing_written(onnx_model, eval_file, tmp_pat
 # ---------------------------------------------------------------- NNCF INT8 and its accuracy gate
 
 def test_nncf_int8_passes_the_gate_and_runs(onnx_model, eval_file, rows, spec, ort_reference, tmp_path):
+    # the command's default calibration (300 sentences): with 100, the default model lost 0.81 F1 points on
+    # these 95 sentences (one entity is 0.6 here), over the 0.3 gate; with 300 it lost none
     out = tmp_path / "int8" / "model_int8.xml"
     result = CliRunner().invoke(quantize_main, ["--tool", "nncf", "--input", str(onnx_model), "--output", str(out),
-                                                "--calib_sentences", "100", "--eval_file", str(eval_file)])
+                                                "--calib_sentences", "300", "--eval_file", str(eval_file)])
     assert result.exit_code == 0, result.output
     assert "entity F1 fp32" in result.stdout and f"wrote {out}" in result.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == ["model_int8.bin", "model_int8.xml"]
