@@ -151,14 +151,13 @@ class Aligner:
                        key=lambda s: min(pos - s, s + self.content - 1 - pos))
             chosen[best].append((sentence, word, pos - best + len(self.prefix)))
         out = []
+        before, after = [NO_CAPITAL] * len(self.prefix), [NO_CAPITAL] * len(self.suffix)  # special tokens' types
         for start in starts:
             body = ids[start:start + self.content]
             scored = chosen[start]
             owners = tuple(s for s, _, _ in scored)
             first = owners[0] if owners else (token_sentence[start] if start < len(token_sentence) else first_sentence)
-            special_types = ([NO_CAPITAL] * len(self.prefix), [NO_CAPITAL] * len(self.suffix))
-            body_types = tuple(special_types[0] + types[start:start + self.content] + special_types[1]) \
-                if self.word_case else ()
+            body_types = tuple(before + types[start:start + self.content] + after) if self.word_case else ()
             out.append(Sample(first, tuple(self.prefix + body + self.suffix), tuple((w, p) for _, w, p in scored),
                               owners if any(s != first for s in owners) else (), body_types))
         return out
