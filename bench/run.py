@@ -15,9 +15,8 @@ import click
 
 from common.cpu import CpuCapabilities
 from common.errors import UserError, ValidationError
-from common.model_spec import read_model_spec
+from common.model_spec import context_to_run, read_model_spec
 from runners.onnxrt import physical_cores
-from common.model_spec import context_to_run
 from preprocess.conll import read_conll_file
 from preprocess.encode import encode
 from preprocess.pipeline import load_tokenizer
@@ -32,8 +31,8 @@ from .int8_source import choose_int8_source, fixed_int8_source
 from .machine import cpu_flags, cpu_model, loadavg, logical_cpus, trim_memory, version_of
 from .measure import Context, agreement_between, batch_table, finish_record, start_path
 from .models import INT8_SOURCES, ORT_INT8, build_float_graphs, build_nncf, build_ort_int8, graphs_for
-from .paths import DEFAULT_MAX_TOKENS, DEFAULT_POLICY, FP32_PATHS, OLD_RECIPE, PATHS, PRECISION_OF_PATH, BenchPath, OpenVinoPath, \
-    OrtPath, PipelinePath, TorchPath, document_sample, sample_indices
+from .paths import DEFAULT_MAX_TOKENS, DEFAULT_POLICY, FP32_PATHS, OLD_RECIPE, PATHS, PRECISION_OF_PATH, BenchPath, \
+    OpenVinoPath, OrtPath, PipelinePath, TorchPath, document_sample, sample_indices
 from .peaks import PeakSet, kernels_for, peak_violations
 from .timing import interleave, time_pass
 
@@ -175,9 +174,9 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
         raise UserError(f"--int8_source {int8_source!r}: use one of {', '.join(INT8_SOURCES)}")
     model_dir, input_file = Path(model_dir), Path(input_file)
     ctx = load_context(model_dir, input_file, sample=sample, seed=seed, log=log, context=context)
-    if max_tokens is None:  # 0: no budget
-        max_tokens = DEFAULT_MAX_TOKENS[ctx.words_in.context]
-    policy = BatchPolicy(max_rows=max_rows, max_tokens=max_tokens or None)
+    # None: the context's default budget; 0: no budget
+    max_tokens = (DEFAULT_MAX_TOKENS[ctx.words_in.context] if max_tokens is None else max_tokens) or None
+    policy = BatchPolicy(max_rows=max_rows, max_tokens=max_tokens)
     detected, openvino_missing = detect_capabilities()
     capabilities = capabilities or detected
     skipped = skip_reasons(paths, capabilities, openvino_missing)
@@ -207,7 +206,7 @@ def run_benchmark(*, model_dir, input_file, sample: int = 500, seed: int = 0, wo
     if with_file_flow and best_ort_fp32:
         log(f"[file flow] bin_create --buckets {','.join(map(str, buckets))} -> infer -> bert_metric on {input_file.name}")
         flow = file_flow(ctx, Path(best_ort_fp32["model_file"]), work, buckets=buckets, batchsize=max_rows,
-                         max_tokens=max_tokens or None)
+                         max_tokens=max_tokens)
         compare_flow(flow, best_ort_fp32)
         log(f"[file flow] F1 {100 * flow['f1']:.2f}, in process "
             f"{'-' if flow['f1_in_process'] is None else round(100 * flow['f1_in_process'], 2)}, {flow['total_s']:.1f} s")
