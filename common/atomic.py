@@ -130,6 +130,52 @@ def staging_dir(target, mode: int | None = None):
         os.close(fd)
 
 
+def write_into_locked_folder(path, data) -> None:
+    """Write `data` (bytes-like) to `path` atomically, in a folder this process alone writes to: it holds
+    the folder's own lock (`python -m infer`'s output folder), so no other process writes or cleans there.
+
+    `atomic_path` locks each temporary so that another process's cleanup can tell a live write from a
+    dead one; under the folder lock there is no such process, so the temporary is created, written in
+    one `os.write` and renamed: 4 system calls a file instead of ~10 (a run writes one file per sample:
+    175 -> ~50 us a file on the 2-core EPYC). A run killed mid-write leaves a temporary of the usual
+    pattern, unlocked, which the next run's `remove_stale_temporaries` removes. The file gets the mode a
+    plain `open()` gives."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    view = memoryview(data).cast("B")
+    while True:
+        tmp = os.path.join(folder, f".{name}.{_PROCESS_RANDOM_PART}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            break
+        except FileExistsError:  # a killed run's leftover under this very name: a fresh name, not its file
+            _new_process_random_part()
+    try:
+        try:
+            done = 0
+            while done < len(view):
+                done += os.write(fd, view[done:])
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _new_process_random_part() -> None:
+    global _PROCESS_RANDOM_PART
+    _PROCESS_RANDOM_PART = temporary_name("x")[3:-4]
+
+
+# one random part per process: `write_into_locked_folder`'s targets differ, so their temporaries do too
+_PROCESS_RANDOM_PART = ""
+_new_process_random_part()
+
+
 def write_bytes(path, data: bytes | Iterable[bytes], mode: int | None = None) -> None:
     """`data` may be one bytes object or an iterable of chunks (written as they come)."""
     with atomic_path(path, mode=mode) as tmp, open(tmp, "wb") as handle:

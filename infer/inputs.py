@@ -88,11 +88,13 @@ def list_bin_files(folder: Path) -> list[Path]:
         raise InputFileError(folder, "input folder does not exist")
     if not folder.is_dir():
         raise InputFileError(folder, "is not a folder (--input takes one folder per model input)")
-    files = [p for p in folder.iterdir()
-             if p.name.endswith(INPUT_SUFFIX) and not p.name.startswith(".") and p.is_file()]
-    if not files:
+    # scandir: the entry types come with the listing, no stat per file (a folder holds one file per sample)
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries
+                 if e.name.endswith(INPUT_SUFFIX) and not e.name.startswith(".") and e.is_file()]
+    if not names:
         raise InputFileError(folder, f"input folder holds no {INPUT_SUFFIX} files")
-    return sorted(files, key=lambda p: natural_key(p.name))
+    return [folder / name for name in sorted(names, key=natural_key)]
 
 
 def pair_samples(folders: Sequence[Path]) -> list[SampleFiles]:
@@ -156,13 +158,11 @@ def sample_lengths(samples: Sequence[SampleFiles], metas: Sequence[TensorMeta]) 
     same L in every input of a sample.
     """
     lengths = []
+    facts = [(meta, np.dtype(meta.dtype).itemsize, meta.fixed_dim(1), np.dtype(meta.dtype).name) for meta in metas]
     for sample in samples:
         length: Optional[int] = None
-        for path, meta in zip(sample.files, metas):
-            itemsize = np.dtype(meta.dtype).itemsize
-            size = path.stat().st_size
-            fixed = meta.fixed_dim(1)
-            dtype = np.dtype(meta.dtype).name
+        for path, (meta, itemsize, fixed, dtype) in zip(sample.files, facts):
+            size = os.stat(path).st_size
             if fixed is not None and size != fixed * itemsize:
                 if written_as_int32(path, meta):
                     raise int32_error(path, meta)

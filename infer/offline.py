@@ -19,6 +19,7 @@ lists every sample of the folder.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -309,8 +310,9 @@ def _write_run_record(folder: Path, result: RunResult) -> None:
 
 def _filesinfo(samples, folder: Optional[Path], outfmt: str, n_outputs: int) -> dict:
     """ais_bench's `filesinfo`: per sample index, its input files and its output files."""
+    base = str(folder)  # joined as strings: thousands of samples, a Path each would cost more than the rest
     return {s.index: {"infiles": [str(p) for p in s.files],
-                      "outfiles": [str(out.output_path(folder, s.stem, i, outfmt)) for i in range(n_outputs)]}
+                      "outfiles": [os.path.join(base, out.output_name(s.stem, i, outfmt)) for i in range(n_outputs)]}
             for s in samples}
 
 

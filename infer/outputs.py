@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import json
 import os
 import re
@@ -31,7 +32,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from common.atomic import atomic_path, write_json
+from common.atomic import write_into_locked_folder, write_json
 from common.npy import read_npy_header
 from common.errors import InputFileError, UserError
 
@@ -81,8 +82,13 @@ def summary_path(folder: Path) -> Path:
     return folder.parent / f"{folder.name}_summary.json"
 
 
+def output_name(stem: str, index: int, outfmt: str) -> str:
+    """ais_bench's name of a sample's output file: `<stem>_<output index>.<bin|npy>`."""
+    return f"{stem}_{index}.{outfmt.lower()}"
+
+
 def output_path(folder: Path, stem: str, index: int, outfmt: str) -> Path:
-    return Path(folder) / f"{stem}_{index}.{outfmt.lower()}"
+    return Path(folder) / output_name(stem, index, outfmt)
 
 
 def _folder_order(folder: Path) -> tuple[str, int]:
@@ -252,16 +258,17 @@ def read_run_record(folder: Path) -> Optional[dict]:
 
 
 def write_array(path: Path, array: np.ndarray, outfmt: str) -> None:
-    """NPY (with header) or BIN (the same bytes, raw C order), atomically."""
+    """NPY (with header) or BIN (the same bytes, raw C order), atomically, into an output folder this run
+    holds locked (`FolderLock`: both callers take it first), so the lean locked-folder write serves."""
     array = np.ascontiguousarray(array)
     try:
-        with atomic_path(path) as tmp:
-            # Through a file object: np.save(path) would append ".npy" to the temporary name.
-            with open(tmp, "wb") as handle:
-                if outfmt.upper() == "NPY":
-                    np.save(handle, array)
-                else:
-                    handle.write(array.tobytes(order="C"))
+        if outfmt.upper() == "NPY":
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            data = buffer.getbuffer()
+        else:
+            data = memoryview(array).cast("B")
+        write_into_locked_folder(path, data)
     except OSError as err:
         raise InputFileError(path, f"cannot write it ({_os_problem(err)})") from None
 

@@ -34,13 +34,18 @@ def input_file_mode() -> int:
     return 0o644 & ~current_umask() & ~GROUP_OTHER_WRITE
 
 
-def write_new_file(path: Path, data: bytes, mode: int) -> None:
+def write_new_file(path, data, mode: int) -> None:
     """A fresh file inside a staging folder: the folder is what appears atomically, so each file needs
-    no temporary of its own; `mode` is set exactly (fchmod), whatever the umask."""
+    no temporary of its own. `mode` is `input_file_mode()`, which the umask keeps whole, so the create
+    sets it exactly. One file per sample and input: a bare descriptor and one `os.write`."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
-    os.fchmod(fd, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    try:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+    finally:
+        os.close(fd)
 
 
 def make_input_dir(path: Path) -> Path:
@@ -50,7 +55,7 @@ def make_input_dir(path: Path) -> Path:
     return path
 
 
-def link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source, target) -> None:
     """A hard link (never a soft link: ais_bench refuses those); a copy where linking is impossible
     (another filesystem, or one without hard links)."""
     try:
@@ -99,9 +104,10 @@ def link_gear_folders(root: Path, files_by_length: dict[int, list[tuple[Path, ..
     for length, samples in sorted(files_by_length.items()):
         make_input_dir(root / str(length))
         folders[length] = [make_input_dir(root / str(length) / name) for name in input_names]
+        targets = [str(folder) for folder in folders[length]]
         for files in samples:
-            for folder, source in zip(folders[length], files):
-                link_or_copy(source, folder / source.name)
+            for folder, source in zip(targets, files):
+                link_or_copy(source, os.path.join(folder, os.path.basename(source)))
     return folders
 
 
@@ -123,12 +129,14 @@ def write_binset(save_dir: Path, stamp: str, samples, sentence_labels, header: d
             index_lines = [json.dumps(header)]  # the contract's records: common.index_format
             mode = input_file_mode()
             files_by_length = defaultdict(list)
+            # string paths: one file per sample and input, a Path each would cost more than its write
+            input_dirs = [os.path.join(tmp_dir, input_name) for input_name in input_names]
             for i, (sample, length) in enumerate(zip(samples, lengths)):
                 files = []
-                for input_name, array in pad_row(sample, length, pad_id, input_names).items():
+                for folder, (input_name, array) in zip(input_dirs, pad_row(sample, length, pad_id, input_names).items()):
                     # little-endian int64, C order, no header: what ais_bench and ATC expect
-                    files.append(tmp_dir / input_name / f"{input_name}_{i}_{i}.bin")
-                    write_new_file(files[-1], array.astype("<i8").tobytes(), mode)
+                    files.append(os.path.join(folder, f"{input_name}_{i}_{i}.bin"))
+                    write_new_file(files[-1], array.astype("<i8", copy=False), mode)
                 files_by_length[length].append(tuple(files))
                 index_lines.append(sample_record(header, sample=i, sentence=sample.sentence, length=length,
                                                  tokens=sample.tokens, scored=sample.scored_words()))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from common.atomic import TEMPORARY_PATTERN, atomic_path, remove_stale_temporaries, staging_dir, write_bytes, write_json, \
-    write_text
+from common.atomic import TEMPORARY_PATTERN, atomic_path, remove_stale_temporaries, staging_dir, write_bytes, \
+    write_into_locked_folder, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = "EU rejects German call to boycott British lamb .\n"
@@ -191,3 +191,44 @@ def test_remove_stale_temporaries_removes_only_the_writers_own_pattern(tmp_path)
     assert (tmp_path / "sub" / ".x.abcdefgh.tmp").exists()
     assert remove_stale_temporaries(tmp_path) == 0
     assert remove_stale_temporaries(tmp_path / "missing") == 0
+
+
+# write_into_locked_folder: python -m infer's per-sample outputs, in a folder the run holds locked
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_locked_folder_write_replaces_whole_with_the_mode_open_gives(tmp_path, mask, expected):
+    target = tmp_path / "input_ids_0_0_0.bin"
+    target.write_bytes(b"old")
+    data = bytes(range(256)) * 1000
+    with umask(mask):
+        write_into_locked_folder(target, memoryview(data))
+    assert target.read_bytes() == data and mode_of(target) == expected
+    assert temporaries(tmp_path) == []
+
+
+def test_locked_folder_write_that_fails_midway_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "sample_0.npy"
+    target.write_bytes(b"old")
+    real_write = os.write
+
+    def disk_full_after_half(fd, data):
+        real_write(fd, bytes(data)[:len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full_after_half)
+    with pytest.raises(OSError, match="No space left"):
+        write_into_locked_folder(target, b"x" * 4096)
+    monkeypatch.setattr(os, "write", real_write)
+    assert target.read_bytes() == b"old" and temporaries(tmp_path) == []
+
+
+def test_locked_folder_write_steps_around_a_killed_runs_temporary_which_cleanup_removes(tmp_path):
+    import common.atomic as atomic
+
+    target = tmp_path / "sample_1_0.bin"
+    leftover = tmp_path / f".{target.name}.{atomic._PROCESS_RANDOM_PART}.tmp"
+    leftover.write_bytes(b"half of an earlier run's output")
+    write_into_locked_folder(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert leftover.read_bytes() == b"half of an earlier run's output"  # not ours to overwrite or to rename
+    assert remove_stale_temporaries(tmp_path) == 1 and temporaries(tmp_path) == []  # nobody holds a lock on it
