@@ -10,6 +10,7 @@ so every stage that encodes words builds the same types.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional, Sequence
 
 # token type ids: no capital letter (lower case, digits, punctuation) / first letter capital / all capitals
@@ -20,6 +21,7 @@ CONFIG_KEY = "ner_word_case"
 CONFIG_VALUE = "token_type_ids"  # where the classes go: the only place a BERT encoder has spare embeddings
 
 
+@lru_cache(maxsize=1 << 16)  # words repeat: a corpus's common words are classified once
 def word_case(word: str) -> int:
     """The class of one word: ALL_CAPITALS when it has two or more cased letters, all upper case
     ("EU", "U.S.", headlines); CAPITALISED when its first cased letter is upper case ("Paris",

@@ -146,7 +146,9 @@ class Aligner:
                  first_sentence: int, types: list[int]) -> list[Sample]:
         starts = self.window_starts(len(ids))
         chosen: dict[int, list[tuple[int, int, int]]] = {s: [] for s in starts}
-        for sentence, word, pos in words:
+        if len(starts) == 1:  # one window (most sentences, short documents): every word is scored in it
+            chosen[0] = [(sentence, word, pos + len(self.prefix)) for sentence, word, pos in words]
+        for sentence, word, pos in words if len(starts) > 1 else ():
             best = max((s for s in starts if s <= pos < s + self.content),
                        key=lambda s: min(pos - s, s + self.content - 1 - pos))
             chosen[best].append((sentence, word, pos - best + len(self.prefix)))

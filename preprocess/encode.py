@@ -101,11 +101,13 @@ def _encode_documents(aligner: Aligner, sentences: list[list[str]], documents) -
     pieces, lengths, w_row, w_pos, w_slot = [], [], [], [], []
     types = [] if aligner.word_case else None
     windowed = 0
+    # one call of the fast tokenizer for every sentence of every document (a call per document costs more)
+    sentence_pieces = aligner.word_pieces_many(sentences)
     for document in documents:
         worded = [(s, sentences[s]) for s in document if sentences[s]]
         if not worded:
             continue
-        samples = aligner.document_samples(worded)
+        samples = aligner.document_samples(worded, [sentence_pieces[s] for s, _ in worded])
         windowed += len(samples) > 1
         _add_samples(samples, offsets, pieces, lengths, w_row, w_pos, w_slot, types)
     return _rows(pieces, lengths, w_row, w_pos, w_slot, offsets, windowed, types)
