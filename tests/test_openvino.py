@@ -318,3 +318,20 @@ def test_infer_bf16_on_onnx_runtime_is_one_line(onnx_model, tmp_path):
     result = CliRunner().invoke(infer_command, ["--model", str(onnx_model), "--backend", "onnxrt",
                                                 "--precision", "bf16", "--loop", "1"], obj={"argv": []})
     _one_error_line(result, "--precision bf16")
+
+
+# ---------------------------------------------------------------- scripts/ov_op_profile.py
+
+def test_op_profile_splits_the_time_between_dense_layers_attention_and_the_rest(onnx_model, default_model_dir):
+    """The script behind the README's account of row 6: shares of one batch's time, from OpenVINO's counters."""
+    import importlib.util
+
+    location = Path(__file__).resolve().parents[1] / "scripts" / "ov_op_profile.py"
+    module_spec = importlib.util.spec_from_file_location("ov_op_profile", location)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    found = script.profile(onnx_model, default_model_dir, rows=2, length=64, precision="f32", passes=2)
+    kinds = {kind for kind, _ in found["per_type"]}
+    assert "FullyConnected" in kinds and "Subgraph" in kinds  # the dense layers, and the fused attention
+    assert 0.3 < found["dense_share"] < 1 and 0 < found["attention_share"] < 1 - found["dense_share"]
+    assert found["total_ms"] > 0 and found["dense_gflops"] > found["model_gflops"] > 0
