@@ -50,21 +50,26 @@ if [ -z "$input_file" ]; then
 fi
 [ -d "$model_dir" ] || { echo "error: $model_dir: model folder does not exist" >&2; exit 1; }
 [ -f "$input_file" ] || { echo "error: $input_file: file does not exist" >&2; exit 1; }
-# without --context: the context the model was trained in (config.json ner_context, written by train.finetune)
-if [ -z "$context" ]; then
-  read -r context trained_seq_len trained_overlap < <(python -c "
+# without --context: the context the model was trained in (config.json ner_context, written by train.finetune);
+# document windows: the model's own, else common.model_spec.DEFAULT_DOCUMENT_WINDOWS (what bench.context measured);
+# padded tokens per batch: the benchmark's budget for the context (bench.paths.DEFAULT_MAX_TOKENS)
+case "$context" in ""|sentence|document) ;; *) echo "error: --context $context: use sentence or document" >&2; exit 1 ;; esac
+read -r context default_seq_len default_max_tokens default_overlap < <(python -c "
 import sys
-from common.model_spec import read_model_spec
-c = read_model_spec(sys.argv[1]).trained_context
-print(c.context, c.seq_len or '', c.window_overlap if c.window_overlap is not None else '')" "$model_dir")
-  [ "$context" = document ] && : "${seq_len:=$trained_seq_len}" && : "${window_overlap:=$trained_overlap}"
-fi
-case "$context" in sentence|document) ;; *) echo "error: --context $context: use sentence or document" >&2; exit 1 ;; esac
-# document windows of 256 tokens overlapping by 64: the setting `python -m bench.context` measured (README)
+from bench.paths import DEFAULT_MAX_TOKENS
+from common.model_spec import context_to_run, read_model_spec
+try:
+    c = context_to_run(read_model_spec(sys.argv[1]).trained_context, sys.argv[2] or None)
+except Exception as err:  # a config.json it cannot read: its one-line error, and no context for the shell
+    sys.exit(f'error: {err}')
+print(c.context, c.seq_len or 512, DEFAULT_MAX_TOKENS[c.context], '' if c.window_overlap is None else c.window_overlap)" \
+  "$model_dir" "$context")
+[ -n "$context" ] || exit 1  # the line above said why
+: "${seq_len:=$default_seq_len}"; : "${max_tokens:=$default_max_tokens}"
 if [ "$context" = document ]; then
-  : "${seq_len:=256}"; : "${window_overlap:=64}"; : "${max_tokens:=1024}"; suffix="-doc"
+  : "${window_overlap:=$default_overlap}"; suffix="-doc"
 else
-  : "${seq_len:=512}"; : "${max_tokens:=512}"; suffix=""
+  suffix=""
 fi
 [ -n "$work_dir" ] || work_dir="runs/$(basename "$model_dir")-$(basename "${input_file%.*}")-$seq_len$suffix"
 mkdir -p "$work_dir"

@@ -100,3 +100,24 @@ def test_run_all_labels_each_speed_and_reports_none_for_reused_outputs(tmp_path,
     assert "measured by the earlier run that computed the outputs" in summary
     assert re.search(r"^in process: [\d.]+ sentences/s \(same graph", summary, re.M)
     assert "python -m infer reaches" not in summary  # nothing of this run to compare
+
+
+def test_run_all_with_an_unreadable_model_context_is_one_line_and_makes_nothing(tmp_path, tiny_model_dir):
+    """The flow's defaults (context, windows, token budget) come from the model's config.json; a context
+    there that no stage knows stops the script before anything is made, with the file named once."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for source in tiny_model_dir.iterdir():
+        (model_dir / source.name).write_bytes(source.read_bytes())
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    config["ner_context"] = {"context": "paragraph"}
+    (model_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    data = tmp_path / "data.txt"
+    data.write_text("EU B-ORG\nrejects O\n", encoding="utf-8")
+    proc = subprocess.run(["bash", "scripts/run_all.sh", "--model_dir", str(model_dir), "--input_file", str(data),
+                           "--work_dir", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {model_dir / 'config.json'}: ner_context must be")
+    assert not (tmp_path / "work").exists()
