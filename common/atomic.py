@@ -142,7 +142,7 @@ def write_into_locked_folder(path, data) -> None:
     plain `open()` gives."""
     path = os.fspath(path)
     folder, name = os.path.split(path)
-    view = memoryview(data).cast("B")
+    view = memoryview(data)
     while True:
         tmp = os.path.join(folder, f".{name}.{_PROCESS_RANDOM_PART}.tmp")
         try:
@@ -152,9 +152,7 @@ def write_into_locked_folder(path, data) -> None:
             _new_process_random_part()
     try:
         try:
-            done = 0
-            while done < len(view):
-                done += os.write(fd, view[done:])
+            write_all(fd, view)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -164,6 +162,15 @@ def write_into_locked_folder(path, data) -> None:
         except OSError:
             pass
         raise
+
+
+def write_all(fd: int, data) -> None:
+    """All of `data` (bytes-like, C-contiguous) to the descriptor: `os.write` until nothing is left (a write
+    may take fewer bytes than it was given)."""
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < len(view):
+        done += os.write(fd, view[done:])
 
 
 def _new_process_random_part() -> None:

@@ -148,10 +148,11 @@ class Aligner:
         chosen: dict[int, list[tuple[int, int, int]]] = {s: [] for s in starts}
         if len(starts) == 1:  # one window (most sentences, short documents): every word is scored in it
             chosen[0] = [(sentence, word, pos + len(self.prefix)) for sentence, word, pos in words]
-        for sentence, word, pos in words if len(starts) > 1 else ():
-            best = max((s for s in starts if s <= pos < s + self.content),
-                       key=lambda s: min(pos - s, s + self.content - 1 - pos))
-            chosen[best].append((sentence, word, pos - best + len(self.prefix)))
+        else:
+            for sentence, word, pos in words:
+                best = max((s for s in starts if s <= pos < s + self.content),
+                           key=lambda s: min(pos - s, s + self.content - 1 - pos))
+                chosen[best].append((sentence, word, pos - best + len(self.prefix)))
         out = []
         before, after = [NO_CAPITAL] * len(self.prefix), [NO_CAPITAL] * len(self.suffix)  # special tokens' types
         for start in starts:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import staging_dir, write_text
+from common.atomic import staging_dir, write_all, write_text
 from common.index_format import sample_record
 
 GEARS_SUBDIR = "gears"
@@ -40,10 +40,7 @@ def write_new_file(path, data, mode: int) -> None:
     sets it exactly. One file per sample and input: a bare descriptor and one `os.write`."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
     try:
-        view = memoryview(data).cast("B")
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
+        write_all(fd, data)
     finally:
         os.close(fd)
 
