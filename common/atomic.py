@@ -32,9 +32,12 @@ _RANDOM_LENGTH = 8
 TEMPORARY_PATTERN = re.compile(r"\..+\.[a-z0-9_]{%d}\.tmp" % _RANDOM_LENGTH, re.DOTALL)
 
 
+def _random_part() -> str:
+    return "".join(secrets.choice(_RANDOM_ALPHABET) for _ in range(_RANDOM_LENGTH))
+
+
 def temporary_name(target_name: str) -> str:
-    random_part = "".join(secrets.choice(_RANDOM_ALPHABET) for _ in range(_RANDOM_LENGTH))
-    return f".{target_name}.{random_part}.tmp"
+    return f".{target_name}.{_random_part()}.tmp"
 
 
 def create_locked(path) -> int | None:
@@ -175,7 +178,7 @@ def write_all(fd: int, data) -> None:
 
 def _new_process_random_part() -> None:
     global _PROCESS_RANDOM_PART
-    _PROCESS_RANDOM_PART = temporary_name("x")[3:-4]
+    _PROCESS_RANDOM_PART = _random_part()
 
 
 # one random part per process: `write_into_locked_folder`'s targets differ, so their temporaries do too

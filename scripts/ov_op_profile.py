@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.flops import EncoderShape  # noqa: E402
 from common.errors import handle_errors  # noqa: E402
+from common.feeds import build_feed_flat  # noqa: E402
 from common.model_spec import read_model_spec  # noqa: E402
 from runners.openvino import OpenVinoRunner  # noqa: E402
 
@@ -31,10 +32,9 @@ from runners.openvino import OpenVinoRunner  # noqa: E402
 def profile(model: Path, model_dir: Path, rows: int, length: int, precision: str, passes: int) -> dict:
     spec = read_model_spec(model_dir)
     shape = EncoderShape.from_config(json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
-    rng = np.random.default_rng(0)
-    feed = {"input_ids": rng.integers(1000, 20000, (rows, length)).astype(np.int64),
-            "attention_mask": np.ones((rows, length), np.int64), "token_type_ids": np.zeros((rows, length), np.int64)}
-    feed = {name: feed[name] for name in spec.input_names}
+    # random word pieces in full rows, through the project's one feed builder (the spec's inputs, in order)
+    ids = np.random.default_rng(0).integers(1000, 20000, rows * length)
+    feed = build_feed_flat(ids, np.arange(rows) * length, np.full(rows, length), length, spec.input_names, pad_id=0)
     runner = OpenVinoRunner.from_path(model, precision=precision, threads=1, config={"PERF_COUNT": "YES"})
     with runner:
         for _ in range(3):  # warm up: kernels built, buffers at size
